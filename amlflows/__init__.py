@@ -1,0 +1,1 @@
+"""The amlflows command line."""

@@ -1,0 +1,116 @@
+"""The ``train`` flow: a training script runs as a command job, tracked in MLflow, and its model is registered.
+
+    register data -> ensure compute -> submit command job -> wait -> metrics -> register model -> summary
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
+
+from localml.references import is_local_path
+from tasks.compute import ComputeSpec, ensure_compute
+from tasks.data import DataSpec, register_data
+from tasks.jobs import CommandJobSpec, InputSpec, job_metrics, submit_job, wait_for_job
+from tasks.models import ModelSpec, register_model
+from tasks.reports import publish_training_summary
+from tasks.scripts import check_arguments
+
+LOCAL_COMPUTE = ("local", "serverless")
+Hyperparameter = StrictBool | StrictInt | StrictFloat | str
+
+
+class TrainParameters(BaseModel):
+    """Parameters of the ``train`` flow; the defaults train the DP-100 diabetes classifier on the bundled sample."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: str = Field("local", description="'local', 'local:<folder>', 'azure', or an AzureMLWorkspace block name")
+    script: str = Field("examples/train_diabetes/train.py", description="Training script; its folder is uploaded as the job's code")
+    data: str = Field("examples/data/diabetes/diabetes.csv", description="Local file/folder, or azureml:<name>:<version>")
+    data_name: str = Field("diabetes-csv", description="Name of the data asset the local data is registered as")
+    data_type: Literal["uri_file", "uri_folder", "mltable"] = Field("uri_file", description="Data asset type")
+    data_argument: str = Field("training_data", description="The script's argument that receives the data path")
+    hyperparameters: dict[str, Hyperparameter] = Field(
+        default_factory=lambda: {"learning_rate": 0.1, "max_iter": 100},
+        description="Passed to the script as --name value (checked against its argparse options)",
+    )
+    command: str | None = Field(None, description="Custom command; by default: python <script> --<arg> ${{inputs.<arg>}} ...")
+    environment: str = Field("AzureML-sklearn-1.5@latest", description="Environment the job runs in")
+    compute: str = Field("cpu-cluster", description="Compute cluster (created if missing); 'local' for none")
+    max_instances: int = Field(2, ge=1, description="Nodes of a new cluster (localml: jobs at once)")
+    experiment_name: str = Field("diabetes-training", description="MLflow / Azure ML experiment")
+    model_name: str = Field("diabetes-classifier", description="Name the trained model is registered as")
+    model_output: str = Field("outputs/model", description="Folder (under the job's working dir) where the script saves its MLflow model")
+    timeout_minutes: float = Field(30, gt=0, description="The job is canceled if it runs longer")
+    refresh: bool = Field(False, description="Train again even if an identical job already ran")
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> "TrainParameters":
+        script = Path(self.script)
+        if not script.is_file():
+            raise ValueError(f"Training script '{self.script}' not found (looked in {Path.cwd()}). Give the path of a .py file.")
+        if is_local_path(self.data) and not Path(self.data).exists():
+            raise ValueError(f"Data path '{self.data}' not found (looked in {Path.cwd()}). Give a file or folder, or azureml:<name>:<version>.")
+        if self.command is None:
+            check_arguments(script, {self.data_argument: "path", **self.hyperparameters})
+        self.job_spec("azureml:validation:1")  # an ${{inputs.x}} the job lacks fails here, before any job
+        return self
+
+    def job_spec(self, data_reference: str) -> CommandJobSpec:
+        script = Path(self.script)
+        inputs = {self.data_argument: InputSpec(type=self.data_type, path=data_reference), **self.hyperparameters}
+        command = self.command or f"python {script.name} " + " ".join(f"--{k} ${{{{inputs.{k}}}}}" for k in inputs)
+        return CommandJobSpec(
+            command=command,
+            code=str(script.parent),
+            environment=self.environment,
+            inputs=inputs,
+            compute=None if self.compute in LOCAL_COMPUTE else self.compute,
+            experiment_name=self.experiment_name,
+            display_name=f"train {script.stem}",
+        )
+
+
+class TrainResult(BaseModel):
+    job_name: str
+    status: str
+    metrics: dict[str, float]
+    model: str = Field(description="Registered model reference, azureml:<name>:<version>")
+    data: str = Field(description="Data asset reference the job trained on")
+    studio_url: str | None = None
+    reused: bool = Field(description="True when an identical earlier job was re-attached (nothing trained)")
+
+
+@flow(name="train")
+def train(params: TrainParameters | None = None) -> TrainResult:
+    """Train a model with a script of your own as an Azure ML command job, and register it."""
+    params = params or TrainParameters()
+    workspace = params.workspace
+    data = register_data(workspace, DataSpec(name=params.data_name, path=params.data, type=params.data_type))
+    if params.compute not in LOCAL_COMPUTE:
+        ensure_compute(workspace, ComputeSpec(name=params.compute, max_instances=params.max_instances))
+    job = submit_job(workspace, params.job_spec(data.reference), refresh=params.refresh)
+    result = wait_for_job(workspace, job.name, timeout_seconds=params.timeout_minutes * 60)
+    metrics = job_metrics(workspace, job.name)
+    model = register_model(
+        workspace,
+        ModelSpec(
+            name=params.model_name,
+            path=f"azureml://jobs/{job.name}/outputs/artifacts/paths/{params.model_output.strip('/')}",
+            tags={"job_name": job.name, "data": data.reference, **{k: f"{v:.4f}" for k, v in metrics.items()}},
+        ),
+    )
+    publish_training_summary(job.name, result.status, metrics, model.reference, data.reference, result.studio_url, job.reused)
+    return TrainResult(
+        job_name=job.name,
+        status=result.status,
+        metrics=metrics,
+        model=model.reference,
+        data=data.reference,
+        studio_url=result.studio_url,
+        reused=job.reused,
+    )

@@ -1,0 +1,75 @@
+"""LocalMLClient: the azure-ai-ml ``MLClient`` surface, served from a folder on this machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from azure.ai.ml.entities import AmlCompute, Data, Environment, Job, Model
+
+from localml.errors import UnsupportedFeatureError
+from localml.faults import FaultInjector
+from localml.operations.compute import ComputeOperations
+from localml.operations.data import DataOperations
+from localml.operations.environments import EnvironmentOperations
+from localml.operations.jobs import JobOperations
+from localml.operations.models import ModelOperations
+from localml.operations.workspaces import DatastoreOperations, WorkspaceOperations
+from localml.pollers import DonePoller
+from localml.workspace import LocalWorkspace
+
+ROOT_ENV_VAR = "LOCALML_ROOT"
+DEFAULT_ROOT = ".localml"
+
+
+class LocalMLClient:
+    """A workspace on this machine that takes the same entities as ``azure.ai.ml.MLClient``.
+
+    >>> ml_client = LocalMLClient()                       # ./.localml, or $LOCALML_ROOT
+    >>> job = ml_client.jobs.create_or_update(command(...))
+    >>> ml_client.jobs.stream(job.name)
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, workspace_name: str = "localml"):
+        self._workspace = LocalWorkspace(Path(root or os.environ.get(ROOT_ENV_VAR) or DEFAULT_ROOT), workspace_name)
+        self.workspace_name = workspace_name
+        self.subscription_id = "local"
+        self.resource_group_name = "local"
+        self.workspaces = WorkspaceOperations(self._workspace)
+        self.datastores = DatastoreOperations(self._workspace)
+        self.data = DataOperations(self._workspace)
+        self.models = ModelOperations(self._workspace)
+        self.environments = EnvironmentOperations(self._workspace)
+        self.compute = ComputeOperations(self._workspace)
+        self.jobs = JobOperations(self._workspace, self.data, self.environments, self.compute, FaultInjector(self._workspace.catalog))
+
+    @property
+    def root(self) -> Path:
+        return self._workspace.root
+
+    @property
+    def workspace_id(self) -> str:
+        """Unique per workspace folder, so a cache entry never outlives the workspace it points into."""
+        return self._workspace.catalog.workspace_id
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self._workspace.tracking.uri
+
+    def create_or_update(self, entity: Any, **kwargs) -> Any:
+        """Dispatch on the entity's type, as ``MLClient.create_or_update`` does."""
+        if isinstance(entity, Job) or hasattr(entity, "_to_job"):
+            return self.jobs.create_or_update(entity, **kwargs)
+        for kind, operations in ((Data, self.data), (Model, self.models), (Environment, self.environments)):
+            if isinstance(entity, kind):
+                return operations.create_or_update(entity)
+        raise UnsupportedFeatureError(f"create_or_update of {type(entity).__name__}")
+
+    def begin_create_or_update(self, entity: Any, **kwargs) -> DonePoller:
+        if isinstance(entity, AmlCompute):
+            return self.compute.begin_create_or_update(entity)
+        raise UnsupportedFeatureError(f"begin_create_or_update of {type(entity).__name__}")
+
+    def __repr__(self) -> str:
+        return f"LocalMLClient(root='{self.root}', workspace_name='{self.workspace_name}')"

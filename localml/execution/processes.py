@@ -1,0 +1,54 @@
+"""Is a job's runner still alive? A pid alone can be reused, so the process start time is kept with it."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+
+def start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def is_alive(pid: int | None, started: float | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - (started or 0.0)) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_tree(pid: int, grace_seconds: float = 5.0, include_root: bool = True) -> None:
+    """Terminate a process's descendants (and the process), then kill whatever outlives the grace period."""
+    try:
+        root = psutil.Process(pid)
+        processes = root.children(recursive=True) + ([root] if include_root else [])
+    except psutil.Error:
+        return
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace_seconds)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+
+
+def stop_group(leader_pid: int) -> None:
+    """Kill what a dead runner left behind: its children share its process group (the group id is its pid)."""
+    for process in psutil.process_iter():
+        try:
+            if process.pid != leader_pid and os.getpgid(process.pid) == leader_pid:
+                process.kill()
+        except (psutil.Error, OSError):
+            pass

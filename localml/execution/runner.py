@@ -1,0 +1,211 @@
+"""The detached process that runs one command job: ``python -m localml.execution.runner ROOT JOB``.
+
+It outlives whoever submitted the job. It waits for a slot on the job's compute
+(Queued), prepares a working folder (Preparing), runs the command (Running),
+stores ``./outputs`` and the logs as the run's artifacts (Finalizing) and records
+the final status. A cancel request arrives as SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from localml.execution.command import render_command
+from localml.execution.processes import is_alive, stop_tree
+from localml.store import ACTIVE_STATUSES
+from localml.workspace import LocalWorkspace
+
+POLL_SECONDS = 0.2
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+class JobRunner:
+    def __init__(self, workspace: LocalWorkspace, name: str):
+        self.workspace = workspace
+        self.catalog = workspace.catalog
+        self.name = name
+        self.job = self.catalog.get_job(name)
+        self.record = self.job["record"]
+        self.job_dir = workspace.job_dir(name)
+        self.user_log = self.job_dir / "user_logs" / "std_log.txt"
+        self.stop_reason: str | None = None
+        self.child: subprocess.Popen | None = None
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._request_stop("canceled"))
+        status, error = "Failed", None
+        try:
+            if self._wait_for_slot():
+                self._set_status("Preparing")
+                command, workdir, env = self._prepare()
+                self._set_status("Running")
+                return_code = self._execute(command, workdir, env)
+                self._set_status("Finalizing")
+                self._store_artifacts(workdir)
+                status, error = self._outcome(return_code)
+            else:
+                status = "Canceled"
+        except Exception as exc:  # the runner's own failure must still end the job with a reason
+            error = f"localml could not run the job: {type(exc).__name__}: {exc}"
+            print(error, file=sys.stderr)
+        self._finish(status, error)
+
+    # -- Queued -------------------------------------------------------------------------
+    def _wait_for_slot(self) -> bool:
+        """Wait until the compute has a free instance and no earlier job is waiting for one (FIFO)."""
+        self._set_status("Queued")
+        cap = self.record.get("max_instances")
+        while True:
+            if self.stop_reason or self._cancel_requested():
+                return False
+            if cap is None:
+                self.catalog.update_job(self.name, status="Preparing", started_at=time.time())
+                return True
+            with self.catalog.transaction() as db:
+                rows = db.execute(
+                    "SELECT name, seq, status, pid, pid_started FROM jobs WHERE compute=? AND status IN "
+                    "('Queued', 'Preparing', 'Running', 'Finalizing', 'CancelRequested')",
+                    (self.job["compute"],),
+                ).fetchall()
+                live = [r for r in rows if r["name"] != self.name and is_alive(r["pid"], r["pid_started"])]
+                running = sum(1 for r in live if r["status"] in ACTIVE_STATUSES)
+                ahead = any(r["status"] == "Queued" and r["seq"] < self.job["seq"] for r in live)
+                if running < cap and not ahead:
+                    self.catalog.update_job(self.name, db=db, status="Preparing", started_at=time.time())
+                    return True
+            time.sleep(POLL_SECONDS)
+
+    # -- Preparing ------------------------------------------------------------------------
+    def _prepare(self) -> tuple[str, Path, dict[str, str]]:
+        prepared = self.record["prepared"]
+        workdir = self.job_dir / "wd"
+        shutil.rmtree(workdir, ignore_errors=True)
+        if prepared["code"]:
+            code_name = prepared["code"].split(":")[1]
+            source = self.workspace.resolve_uri(self.catalog.get_asset("code", code_name, "1")["path"])
+            if source.is_dir():
+                shutil.copytree(source, workdir)
+            else:
+                workdir.mkdir(parents=True)
+                shutil.copy2(source, workdir / source.name)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "outputs").mkdir(exist_ok=True)
+        (workdir / "logs").mkdir(exist_ok=True)
+        outputs = {}
+        for key, uri in self.record["outputs"].items():
+            path = self.workspace.resolve_uri(uri)
+            is_file = prepared["output_types"][key] == "uri_file"
+            (path.parent if is_file else path).mkdir(parents=True, exist_ok=True)
+            outputs[key] = str(path)
+        for warning in self.record.get("warnings", []):
+            self._log_line(f"[localml] warning: {warning}")
+        command = render_command(prepared["command"], prepared["inputs"], outputs)
+        interpreter = Path(self.record["interpreter"])
+        env = {**os.environ, **prepared["environment_variables"]}
+        env.update(
+            MLFLOW_TRACKING_URI=self.workspace.tracking.uri,
+            MLFLOW_RUN_ID=self.name,
+            MLFLOW_EXPERIMENT_ID=self.record["experiment_id"],
+            AZUREML_RUN_ID=self.name,
+            AZUREML_ARM_WORKSPACE_NAME=self.record["workspace_name"],
+            PYTHONUNBUFFERED="1",
+            PATH=f"{interpreter.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
+        return command, workdir, env
+
+    # -- Running --------------------------------------------------------------------------
+    def _execute(self, command: str, workdir: Path, env: dict[str, str]) -> int:
+        timeout = self.record["prepared"].get("timeout")
+        deadline = time.monotonic() + timeout if timeout else None
+        self._log_line(f"[localml] running: {command}")
+        with open(self.user_log, "ab") as log:
+            self.child = subprocess.Popen(
+                ["/bin/bash", "-c", command], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+            next_check = time.monotonic() + 1.0
+            while self.child.poll() is None:
+                now = time.monotonic()
+                if deadline is not None and now > deadline and not self.stop_reason:
+                    self._request_stop(f"timeout of {timeout} s")
+                if now > next_check:
+                    next_check = now + 1.0
+                    if self._cancel_requested():
+                        self._request_stop("canceled")
+                if self.stop_reason:
+                    stop_tree(os.getpid(), include_root=False)
+                time.sleep(POLL_SECONDS)
+        return self.child.returncode
+
+    def _request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _cancel_requested(self) -> bool:
+        return self.catalog.get_job(self.name)["status"] == "CancelRequested"
+
+    # -- Finalizing -----------------------------------------------------------------------
+    def _store_artifacts(self, workdir: Path) -> None:
+        client = self.workspace.tracking.client
+        for local, artifact_path in (
+            (workdir / "outputs", "outputs"),
+            (workdir / "logs", "logs"),
+            (self.job_dir / "user_logs", "user_logs"),
+        ):
+            if local.is_dir() and any(local.iterdir()):
+                client.log_artifacts(self.name, str(local), artifact_path)
+
+    def _outcome(self, return_code: int) -> tuple[str, str | None]:
+        if self.stop_reason == "canceled":
+            return "Canceled", None
+        if self.stop_reason:
+            return "Failed", f"Execution stopped: the job exceeded its {self.stop_reason}."
+        if return_code == 0:
+            return "Completed", None
+        return "Failed", (
+            f"Execution failed. User process exited with status code {return_code}. "
+            f"{self._last_exception()}See user_logs/std_log.txt for details."
+        )
+
+    def _last_exception(self) -> str:
+        lines = self.user_log.read_text(errors="replace").splitlines()[-200:] if self.user_log.exists() else []
+        for line in reversed(lines):
+            if _EXCEPTION_LINE.match(line.strip()):
+                return f"Error: {line.strip()} "
+        return ""
+
+    def _finish(self, status: str, error: str | None) -> None:
+        self.catalog.update_job(self.name, only_if_active=True, status=status, error=error, ended_at=time.time())
+        mlflow_status = {"Completed": "FINISHED", "Canceled": "KILLED"}.get(status, "FAILED")
+        try:
+            self.workspace.tracking.client.set_terminated(self.name, status=mlflow_status)
+        except Exception as exc:  # the job's status is recorded; a tracking hiccup must not hide it
+            print(f"could not end MLflow run {self.name}: {exc}", file=sys.stderr)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _set_status(self, status: str) -> None:
+        with self.catalog.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET status=? WHERE name=? AND status NOT IN ('Completed', 'Failed', 'Canceled', 'CancelRequested')",
+                (status, self.name),
+            )
+
+    def _log_line(self, line: str) -> None:
+        self.user_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.user_log, "a") as log:
+            log.write(line + "\n")
+
+
+def main(argv: list[str]) -> None:
+    root, name = argv
+    JobRunner(LocalWorkspace(root, name=Path(root).name), name).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""The operation groups of a LocalMLClient, one module per Azure ML area."""

@@ -1,0 +1,105 @@
+"""What every versioned asset shares: Azure's numbering, the ``latest`` label, immutable versions."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from localml.errors import LocalMLValidationError, not_found
+from localml.references import parse_asset_reference
+from localml.workspace import LocalWorkspace
+
+
+class VersionedAssetOperations:
+    kind: str = ""
+    title: str = ""
+
+    def __init__(self, workspace: LocalWorkspace):
+        self._workspace = workspace
+        self._catalog = workspace.catalog
+
+    def _to_entity(self, record: dict) -> Any:
+        raise NotImplementedError
+
+    def _register(self, name: str | None, version: str | None, record: dict) -> dict:
+        """Store ``record`` as ``name:version`` (next number when version is None) and return it.
+
+        A version is immutable: registering the same content again returns it, other content is an error.
+        """
+        if not name:
+            raise LocalMLValidationError(f"A {self.title} needs a name.")
+        if version is not None and not str(version).strip():
+            raise LocalMLValidationError(f"{self.title} '{name}': version must not be empty; omit it to take the next number.")
+        with self._catalog.transaction() as db:
+            if version is None:
+                latest = self._catalog.get_asset(self.kind, name, db=db)
+                if latest is not None and _same_content(latest, record):
+                    return latest
+                version = self._catalog.next_version(db, self.kind, name)
+            else:
+                version = str(version)
+                existing = self._catalog.get_asset(self.kind, name, version, db=db)
+                if existing is not None:
+                    if _same_content(existing, record):
+                        return existing
+                    raise LocalMLValidationError(
+                        f"{self.title} '{name}' version '{version}' already exists with other content, and a version "
+                        "never changes. Register a new version (omit version to take the next number)."
+                    )
+            self._catalog.insert_asset(db, self.kind, name, version, record)
+        return self._catalog.get_asset(self.kind, name, version)
+
+    def _get_record(self, name: str, version: str | None = None, label: str | None = None) -> dict:
+        if version is not None and label is not None:
+            raise LocalMLValidationError(f"Give either a version or a label for {self.title} '{name}', not both.")
+        if version is None and label is None:
+            raise LocalMLValidationError(f"Give a version or label='latest' to get {self.title} '{name}'.")
+        if label is not None and label != "latest":
+            raise LocalMLValidationError(f"Unknown label '{label}' for {self.title} '{name}': localml knows only 'latest'.")
+        record = self._catalog.get_asset(self.kind, name, None if label else str(version))
+        if record is None:
+            known = [r["version"] for r in self._catalog.list_assets(self.kind, name)]
+            raise not_found(self.title, name, version, known=known)
+        return record
+
+    def get(self, name: str, version: str | None = None, label: str | None = None) -> Any:
+        return self._to_entity(self._get_record(name, version, label))
+
+    def resolve_reference(self, reference: str) -> dict:
+        """The record behind ``azureml:name:version`` or ``azureml:name@latest``."""
+        parsed = parse_asset_reference(reference, require_prefix=False)
+        if parsed is None:
+            raise LocalMLValidationError(
+                f"'{reference}' is not a {self.title} reference: use azureml:<name>:<version> or azureml:<name>@latest."
+            )
+        return self._get_record(parsed.name, parsed.version, parsed.label)
+
+    def list(self, name: str | None = None) -> Iterator[Any]:
+        """Every version of ``name``; without a name, the latest version of each asset (as Azure lists containers)."""
+        records = self._catalog.list_assets(self.kind, name)
+        if name is None:
+            latest = {r["name"]: r for r in records}
+            records = list(latest.values())
+        return iter([self._to_entity(r) for r in records])
+
+    def archive(self, name: str, version: str | None = None, label: str | None = None) -> None:
+        self._set_archived(name, version, label, True)
+
+    def restore(self, name: str, version: str | None = None, label: str | None = None) -> None:
+        self._set_archived(name, version, label, False)
+
+    def _set_archived(self, name: str, version: str | None, label: str | None, archived: bool) -> None:
+        if label is not None:
+            version = self._get_record(name, label=label)["version"]
+        if self._catalog.set_archived(self.kind, name, None if version is None else str(version), archived) == 0:
+            raise not_found(self.title, name, version)
+
+
+def _same_content(existing: dict, record: dict) -> bool:
+    return all(existing.get(key) == value for key, value in record.items())
+
+
+def check_type(title: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise LocalMLValidationError(f"{title} type '{value}' is not supported; use one of: {', '.join(allowed)}.")
+    return value
+

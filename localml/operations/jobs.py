@@ -1,0 +1,270 @@
+"""``ml_client.jobs``: submit, follow, cancel and download command jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from azure.ai.ml.entities import CommandJob, Job, JobService
+from azure.ai.ml.entities._builders import BaseNode
+from azure.ai.ml.exceptions import ErrorCategory, JobException
+
+from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
+from localml.execution.command import PreparedCommand, check_placeholders, output_uri, resolve_input, upload_code
+from localml.execution.processes import is_alive, start_time, stop_group
+from localml.faults import FaultInjector
+from localml.pollers import WaitingPoller
+from localml.store import TERMINAL_STATUSES
+from localml.workspace import LocalWorkspace
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,254}$")
+STREAM_POLL_SECONDS = 0.5
+
+
+class JobOperations:
+    def __init__(self, workspace: LocalWorkspace, data, environments, compute, faults: FaultInjector):
+        self._workspace = workspace
+        self._catalog = workspace.catalog
+        self._data = data
+        self._environments = environments
+        self._compute = compute
+        self._faults = faults
+
+    # -- submit ---------------------------------------------------------------------------
+    def create_or_update(
+        self,
+        job: Job,
+        *,
+        description: str | None = None,
+        compute: str | None = None,
+        tags: dict | None = None,
+        experiment_name: str | None = None,
+        **kwargs,
+    ) -> Job:
+        """Validate and submit ``job``; it runs in its own process and outlives the caller."""
+        self._faults.before("jobs.create_or_update")
+        if isinstance(job, BaseNode) and hasattr(job, "_to_job"):
+            job = job._to_job()
+        if not isinstance(job, CommandJob):
+            raise UnsupportedFeatureError(f"{type(job).__name__} jobs yet", "Command jobs run on localml today.")
+        job.description = description or job.description
+        job.compute = compute or job.compute
+        job.tags = {**(job.tags or {}), **(tags or {})}
+        job.experiment_name = experiment_name or job.experiment_name or _default_experiment()
+        job.name = job.name or _generated_name()
+        if not _JOB_NAME.match(job.name):
+            raise LocalMLValidationError(
+                f"Job name '{job.name}' is invalid: use letters, digits, '-' and '_', starting with a letter or digit."
+            )
+        if self._catalog.get_job(job.name) is not None:
+            raise LocalMLValidationError(
+                f"A job named '{job.name}' already exists and job names are unique. "
+                "Use jobs.get to follow it, or submit with another name."
+            )
+        spec, record = self._prepare(job)
+        tracking = self._workspace.tracking
+        record["experiment_id"] = tracking.create_run(
+            job.name, job.experiment_name, job.display_name or job.name, {"localml.job_type": "command"}
+        )
+        self._catalog.insert_job(job.name, spec.get("compute") or "local", spec, record)
+        self._start_runner(job.name)
+        self._faults.after("jobs.create_or_update")
+        return self.get(job.name)
+
+    def _prepare(self, job: CommandJob) -> tuple[dict, dict]:
+        inputs = dict(job.inputs or {})
+        outputs = dict(job.outputs or {})
+        check_placeholders(job.command, inputs, outputs, job.name)
+        compute = _strip_prefix(job.compute)
+        max_instances = self._compute.max_instances(compute)
+        if not job.environment:
+            raise LocalMLValidationError(
+                f"Job '{job.name}' has no environment. Name one, for example 'AzureML-sklearn-1.5@latest' "
+                "(curated names run on the current interpreter)."
+            )
+        environment = _strip_prefix(job.environment if isinstance(job.environment, str) else _environment_ref(job.environment))
+        interpreter, warnings = self._environments.interpreter_for(environment)
+        prepared = PreparedCommand(command=job.command, code=upload_code(self._workspace, job.code))
+        spec_inputs = {}
+        for key, value in inputs.items():
+            spec_inputs[key], prepared.inputs[key], prepared.input_types[key] = resolve_input(
+                self._workspace, self._data, job.name, key, value
+            )
+        record_outputs = {}
+        for key, value in outputs.items():
+            record_outputs[key], prepared.output_types[key] = output_uri(job.name, key, value)
+        prepared.environment_variables = {k: str(v) for k, v in (job.environment_variables or {}).items()}
+        prepared.timeout = getattr(job.limits, "timeout", None) if job.limits else None
+        job.inputs = spec_inputs
+        job.code = prepared.code
+        job.environment = environment
+        spec = job._to_dict()
+        record = {
+            "prepared": dataclasses.asdict(prepared),
+            "outputs": record_outputs,
+            "max_instances": max_instances,
+            "interpreter": interpreter,
+            "warnings": warnings,
+            "workspace_name": self._workspace.name,
+        }
+        return spec, record
+
+    def _start_runner(self, name: str) -> None:
+        system_logs = self._workspace.job_dir(name) / "system_logs"
+        system_logs.mkdir(parents=True, exist_ok=True)
+        with open(system_logs / "runner.txt", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "localml.execution.runner", str(self._workspace.root), name],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
+        self._catalog.update_job(name, pid=process.pid, pid_started=start_time(process.pid))
+
+    # -- read -----------------------------------------------------------------------------
+    def get(self, name: str) -> Job:
+        self._faults.before("jobs.get")
+        return self._to_entity(self._current(name))
+
+    def list(self, *, parent_job_name: str | None = None, **kwargs) -> Iterator[Job]:
+        self._faults.before("jobs.list")
+        return iter([self._to_entity(self._checked(row)) for row in self._catalog.list_jobs(parent_job_name)])
+
+    def _current(self, name: str) -> dict:
+        row = self._catalog.get_job(name)
+        if row is None:
+            raise not_found("Job", name)
+        return self._checked(row)
+
+    def _checked(self, row: dict) -> dict:
+        """A job still marked active whose runner is gone has died: report it Failed, with the reason."""
+        if row["status"] in TERMINAL_STATUSES or row["pid"] is None or is_alive(row["pid"], row["pid_started"]):
+            return row
+        error = (
+            f"The job's process (pid {row['pid']}) ended without reporting a final status: it was killed "
+            "or the machine restarted. Submit the job again."
+        )
+        if self._catalog.update_job(row["name"], only_if_active=True, status="Failed", error=error, ended_at=time.time()):
+            stop_group(row["pid"])
+        return self._catalog.get_job(row["name"])
+
+    def _to_entity(self, row: dict) -> Job:
+        job = Job._load(data=row["spec"])
+        job._status = row["status"]
+        experiment_id = row["record"]["experiment_id"]
+        url = self._workspace.tracking.run_url(experiment_id, row["name"])
+        job.services = {
+            "Studio": JobService(endpoint=url, type="Studio"),
+            "Tracking": JobService(endpoint=self._workspace.tracking.uri, type="Tracking"),
+        }
+        job.properties = {
+            **(job.properties or {}),
+            "localml.error": row["error"] or "",
+            "mlflow.experiment_id": experiment_id,
+        }
+        job._id = f"/subscriptions/local/resourceGroups/local/workspaces/{self._workspace.name}/jobs/{row['name']}"
+        return job
+
+    # -- follow ---------------------------------------------------------------------------
+    def stream(self, name: str) -> None:
+        """Print the job's log as it grows until the job ends, as Azure's ``jobs.stream`` does.
+
+        Raises ``JobException`` with the job's error if it failed.
+        """
+        row = self._current(name)
+        log_path = self._workspace.job_dir(name) / "user_logs" / "std_log.txt"
+        print(f"RunId: {name}\nWeb View: {self._to_entity(row).studio_url}\n", flush=True)
+        print("Streaming user_logs/std_log.txt\n" + "=" * 32 + "\n", flush=True)
+        position = 0
+        while True:
+            row = self._current(name)
+            position = _print_new(log_path, position)
+            if row["status"] in TERMINAL_STATUSES:
+                break
+            time.sleep(STREAM_POLL_SECONDS)
+        print(f"\nExecution Summary\n=================\nRunId: {name}\nStatus: {row['status']}", flush=True)
+        if row["status"] == "Failed":
+            message = row["error"] or f"Job {name} failed."
+            raise JobException(message=message, no_personal_data_message="Job failed", error_category=ErrorCategory.USER_ERROR)
+
+    def begin_cancel(self, name: str) -> WaitingPoller:
+        """Ask the job's runner to stop the job; the poller's ``.result()`` waits until it is Canceled."""
+        row = self._current(name)
+        if row["status"] not in TERMINAL_STATUSES:
+            self._catalog.update_job(name, only_if_active=True, status="CancelRequested")
+            if is_alive(row["pid"], row["pid_started"]):
+                os.kill(row["pid"], signal.SIGTERM)
+        return WaitingPoller(lambda: self._current(name)["status"] in TERMINAL_STATUSES, lambda: None)
+
+    def download(self, name: str, *, download_path: str | os.PathLike = ".", output_name: str | None = None, all: bool = False) -> None:
+        """Copy the job's artifacts (logs and ./outputs) to ``download_path/artifacts`` and named outputs to
+        ``download_path/named-outputs/<name>``, as Azure lays them out."""
+        row = self._current(name)
+        if row["status"] not in TERMINAL_STATUSES:
+            raise JobException(
+                message=f"Job {name} is {row['status']}; it can be downloaded once it has ended.",
+                no_personal_data_message="Job not terminal",
+                error_category=ErrorCategory.USER_ERROR,
+            )
+        target = Path(download_path)
+        outputs = row["record"]["outputs"]
+        if output_name is not None and output_name not in outputs:
+            raise not_found(f"Output of job '{name}'", output_name, known=sorted(outputs))
+        if output_name is None or all:
+            run_artifacts = self._workspace.run_artifact_path(name, "")
+            if run_artifacts.exists():
+                shutil.copytree(run_artifacts, target / "artifacts", dirs_exist_ok=True)
+        for key in sorted(outputs) if all else [output_name] if output_name else []:
+            source = self._workspace.resolve_uri(outputs[key])
+            if source.is_dir():
+                shutil.copytree(source, target / "named-outputs" / key, dirs_exist_ok=True)
+            elif source.exists():
+                (target / "named-outputs" / key).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target / "named-outputs" / key / source.name)
+
+
+def _print_new(path: Path, position: int) -> int:
+    if not path.exists():
+        return position
+    with open(path, "rb") as log:
+        log.seek(position)
+        chunk = log.read()
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    if complete:
+        sys.stdout.write(complete.decode(errors="replace"))
+        sys.stdout.flush()
+    return position + len(complete)
+
+
+def _strip_prefix(value: str | None) -> str | None:
+    return value.removeprefix("azureml:") if isinstance(value, str) else value
+
+
+def _environment_ref(environment) -> str:
+    if environment.name and environment.version:
+        return f"{environment.name}:{environment.version}"
+    raise UnsupportedFeatureError(
+        "inline (anonymous) environments yet", "Register the environment with ml_client.environments.create_or_update and name it."
+    )
+
+
+def _default_experiment() -> str:
+    """Azure names the experiment after the current folder when none is given."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", Path.cwd().name) or "Default"
+
+
+def _generated_name() -> str:
+    import coolname
+
+    return f"{coolname.generate_slug(2).replace('-', '_')}_{secrets.token_hex(5)}"

@@ -1,0 +1,66 @@
+"""Azure ML's ways of naming things, parsed: asset references and ``azureml://`` URIs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ASSET_REF = re.compile(r"^(?:azureml:)?(?P<name>[A-Za-z0-9_.\-]+)(?::(?P<version>[A-Za-z0-9_.\-]+)|@(?P<label>[A-Za-z0-9_\-]+))$")
+_DATASTORE_URI = re.compile(r"^azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+/)?datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$", re.IGNORECASE)
+_JOB_ARTIFACT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/artifacts/paths/(?P<path>.*)$")
+_JOB_OUTPUT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)/?(?P<path>.*)$")
+
+
+@dataclass(frozen=True)
+class AssetReference:
+    name: str
+    version: str | None = None
+    label: str | None = None
+
+    def __str__(self) -> str:
+        return f"azureml:{self.name}:{self.version}" if self.version else f"azureml:{self.name}@{self.label}"
+
+
+def parse_asset_reference(value: str, *, require_prefix: bool = True) -> AssetReference | None:
+    """``azureml:name:version`` or ``azureml:name@label`` as a reference; None for anything else."""
+    if (require_prefix and not value.startswith("azureml:")) or value.startswith("azureml://"):
+        return None
+    match = _ASSET_REF.match(value)
+    if not match:
+        return None
+    return AssetReference(match["name"], match["version"], match["label"])
+
+
+@dataclass(frozen=True)
+class DatastorePath:
+    datastore: str
+    path: str
+
+
+@dataclass(frozen=True)
+class JobArtifactPath:
+    job: str
+    path: str
+
+
+@dataclass(frozen=True)
+class JobOutputPath:
+    job: str
+    output: str
+    path: str
+
+
+def parse_azureml_uri(value: str) -> DatastorePath | JobArtifactPath | JobOutputPath | None:
+    """The parts of an ``azureml://`` URI localml understands; None for anything else."""
+    if match := _DATASTORE_URI.match(value):
+        return DatastorePath(match["datastore"], match["path"])
+    if match := _JOB_ARTIFACT_URI.match(value):
+        return JobArtifactPath(match["job"], match["path"].strip("/"))
+    if match := _JOB_OUTPUT_URI.match(value):
+        return JobOutputPath(match["job"], match["output"], match["path"].strip("/"))
+    return None
+
+
+def is_local_path(value: str) -> bool:
+    """A path on this machine, as opposed to an asset reference or a URI (``azureml:``, ``runs:/``, ``https://``...)."""
+    return not value.startswith(("azureml:", "runs:/")) and "://" not in value

@@ -1,0 +1,107 @@
+"""The state behind a LocalMLClient: a root folder with its catalog, MLflow store, datastores and job folders."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from localml.errors import LocalMLValidationError, not_found
+from localml.hashing import content_hash
+from localml.references import DatastorePath, JobArtifactPath, JobOutputPath, parse_azureml_uri
+from localml.store import Catalog
+from localml.tracking import Tracking
+
+DEFAULT_DATASTORE = "workspaceblobstore"
+
+
+class LocalWorkspace:
+    def __init__(self, root: str | Path, name: str):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.catalog = Catalog(self.root / "catalog.db")
+        self.tracking = Tracking(self.root)
+
+    def datastore_dir(self, datastore: str = DEFAULT_DATASTORE) -> Path:
+        if datastore != DEFAULT_DATASTORE and self.catalog.get_resource("datastore", datastore) is None:
+            raise not_found("Datastore", datastore, known=[DEFAULT_DATASTORE])
+        return self.root / "datastores" / datastore
+
+    def job_dir(self, job_name: str) -> Path:
+        return self.root / "jobs" / job_name
+
+    def upload(self, local_path: str | Path) -> str:
+        """Copy a local file or folder into the default datastore once per content, as Azure's LocalUpload does."""
+        source = Path(local_path).expanduser().resolve()
+        if not source.exists():
+            raise LocalMLValidationError(f"Local path '{local_path}' does not exist (resolved to {source}).")
+        relative = f"LocalUpload/{content_hash(source)[:32]}/{source.name}"
+        target = self.datastore_dir() / relative
+        if not target.exists():
+            staging = target.parent / f".{source.name}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+            else:
+                shutil.copy2(source, staging)
+            staging.rename(target)
+        return f"azureml://datastores/{DEFAULT_DATASTORE}/paths/{relative}"
+
+    def resolve_uri(self, uri: str) -> Path:
+        """The local path behind a datastore URI, a job output URI, a ``runs:/`` URI or a local path."""
+        parsed = parse_azureml_uri(uri)
+        if isinstance(parsed, DatastorePath):
+            return self.datastore_dir(parsed.datastore) / parsed.path
+        if isinstance(parsed, JobOutputPath):
+            return self.job_output_dir(parsed.job, parsed.output) / parsed.path
+        if isinstance(parsed, JobArtifactPath):
+            return self.run_artifact_path(parsed.job, parsed.path)
+        if uri.startswith("runs:/"):
+            run_id, _, path = uri[len("runs:/"):].partition("/")
+            return self.run_artifact_path(run_id, path.strip("/"))
+        if uri.startswith("azureml://"):
+            raise LocalMLValidationError(
+                f"'{uri}' is not a URI localml understands. Use azureml://datastores/<name>/paths/<path>, "
+                "azureml://jobs/<job>/outputs/artifacts/paths/<path> or azureml://jobs/<job>/outputs/<output>."
+            )
+        if "://" in uri and not uri.startswith("file://"):
+            raise LocalMLValidationError(f"'{uri}' is a remote URI; localml reads local paths and azureml:// URIs only.")
+        return Path(uri.removeprefix("file://")).expanduser().resolve()
+
+    def job_output_dir(self, job_name: str, output_name: str) -> Path:
+        job = self.catalog.get_job(job_name)
+        if job is None:
+            raise not_found("Job", job_name)
+        outputs = job["record"].get("outputs", {})
+        if output_name not in outputs:
+            raise not_found(f"Output of job '{job_name}'", output_name, known=sorted(outputs))
+        return self.resolve_uri(outputs[output_name])
+
+    def run_artifact_path(self, run_id: str, path: str) -> Path:
+        """A run's artifact as a local path; a model logged with MLflow 3's ``log_model`` is fetched by name."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.tracking.client.get_run(run_id)
+        except MlflowException:
+            raise not_found("Job or run", run_id) from None
+        local = Path(run.info.artifact_uri.removeprefix("file://")) / path
+        if local.exists():
+            return local
+        import mlflow.artifacts
+
+        cache = self.root / "cache" / "artifacts" / hashlib.sha256(f"{run_id}/{path}".encode()).hexdigest()[:32]
+        if not cache.exists():
+            partial = cache.with_suffix(".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            try:
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"runs:/{run_id}/{path}", tracking_uri=self.tracking.uri, dst_path=str(partial)
+                )
+            except (MlflowException, OSError) as error:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise not_found(f"Artifact path of run '{run_id}'", path or "/") from error
+            partial.rename(cache)
+        return cache / path

@@ -1,0 +1,1 @@
+"""Prefect tasks: one module per Azure ML area."""

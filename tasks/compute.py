@@ -1,0 +1,55 @@
+"""Compute targets: make sure a cluster exists before jobs name it."""
+
+from __future__ import annotations
+
+from azure.core.exceptions import ResourceNotFoundError
+from prefect import get_run_logger, task
+from pydantic import BaseModel, Field
+
+from tasks.retries import TRANSIENT_RETRIES
+from tasks.workspace import get_client
+
+
+class ComputeSpec(BaseModel):
+    name: str = Field(description="Compute cluster name")
+    size: str = Field(default="STANDARD_DS11_V2", description="VM size (Azure); ignored by localml")
+    min_instances: int = Field(default=0, ge=0)
+    max_instances: int = Field(default=2, ge=1, description="Nodes; on localml, how many jobs run at once")
+    idle_time_before_scale_down: int = Field(default=120, ge=0, description="Seconds (Azure)")
+
+
+class ComputeRef(BaseModel):
+    name: str
+    max_instances: int
+    created: bool
+
+
+@task(name="ensure_compute", **TRANSIENT_RETRIES)
+def ensure_compute(workspace: str, spec: ComputeSpec) -> ComputeRef:
+    """Create the compute cluster unless one of that name exists (an existing one is left as it is).
+
+    Example:
+        ```python
+        cluster = ensure_compute("local", ComputeSpec(name="cpu-cluster", max_instances=2))
+        ```
+    """
+    from azure.ai.ml.entities import AmlCompute
+
+    logger = get_run_logger()
+    client = get_client(workspace)
+    try:
+        existing = client.compute.get(spec.name)
+        logger.info("Compute %s exists (max_instances=%s)", existing.name, existing.max_instances)
+        return ComputeRef(name=existing.name, max_instances=existing.max_instances, created=False)
+    except ResourceNotFoundError:
+        pass
+    cluster = AmlCompute(
+        name=spec.name,
+        size=spec.size,
+        min_instances=spec.min_instances,
+        max_instances=spec.max_instances,
+        idle_time_before_scale_down=spec.idle_time_before_scale_down,
+    )
+    created = client.begin_create_or_update(cluster).result()
+    logger.info("Created compute %s (max_instances=%s)", created.name, created.max_instances)
+    return ComputeRef(name=created.name, max_instances=created.max_instances, created=True)

@@ -1,0 +1,69 @@
+"""Data assets: register a local file or folder once per content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import get_run_logger, task
+from pydantic import BaseModel, Field
+
+from localml.hashing import content_hash
+from tasks.retries import TRANSIENT_RETRIES
+from tasks.workspace import get_client
+
+CONTENT_HASH_TAG = "amlflows.content_hash"
+
+
+class DataSpec(BaseModel):
+    name: str = Field(description="Data asset name")
+    path: str = Field(description="Local file or folder, or an existing azureml:name:version / azureml:name@latest")
+    type: Literal["uri_file", "uri_folder", "mltable"] = "uri_file"
+    description: str | None = None
+
+
+class DataRef(BaseModel):
+    name: str
+    version: str
+    type: str
+
+    @property
+    def reference(self) -> str:
+        return f"azureml:{self.name}:{self.version}"
+
+
+@task(name="register_data", **TRANSIENT_RETRIES)
+def register_data(workspace: str, spec: DataSpec) -> DataRef:
+    """Register a data asset, or return the version that already holds the same content.
+
+    An ``azureml:`` reference is looked up (``@latest`` pinned to a version) instead of registered.
+
+    Example:
+        ```python
+        data = register_data("local", DataSpec(name="diabetes", path="examples/data/diabetes", type="mltable"))
+        data.reference   # "azureml:diabetes:1"
+        ```
+    """
+    from azure.ai.ml.entities import Data
+
+    logger = get_run_logger()
+    client = get_client(workspace)
+    if spec.path.startswith("azureml:") and not spec.path.startswith("azureml://"):
+        name, _, version = spec.path[len("azureml:"):].partition(":")
+        name, _, label = name.partition("@")
+        asset = client.data.get(name, version=version or None, label=label or None)
+        logger.info("Using data asset %s:%s", asset.name, asset.version)
+        return DataRef(name=asset.name, version=asset.version, type=str(asset.type))
+    local = Path(spec.path).expanduser()
+    if not local.exists():
+        raise FileNotFoundError(f"Data path '{spec.path}' does not exist (looked in {Path.cwd()}). Fix the path.")
+    digest = content_hash(local)
+    for asset in client.data.list(name=spec.name):
+        if (asset.tags or {}).get(CONTENT_HASH_TAG) == digest and str(asset.type) == spec.type:
+            logger.info("Data asset %s:%s already holds this content", asset.name, asset.version)
+            return DataRef(name=asset.name, version=asset.version, type=spec.type)
+    asset = client.data.create_or_update(
+        Data(name=spec.name, path=str(local), type=spec.type, description=spec.description, tags={CONTENT_HASH_TAG: digest})
+    )
+    logger.info("Registered data asset %s:%s", asset.name, asset.version)
+    return DataRef(name=asset.name, version=asset.version, type=spec.type)

@@ -1,0 +1,286 @@
+"""Command jobs: submit once, wait with the job's log in the Prefect run log, read metrics.
+
+A job's name derives from its cache key (the spec, the content of every local
+input and of the code, and the workspace), so submitting the same job again
+re-attaches to it instead of training twice: after a task retry, a restarted
+flow or a plain re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Literal
+
+from azure.core.exceptions import ResourceNotFoundError
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, model_validator
+
+from localml.execution.command import check_placeholders
+from localml.hashing import content_hash
+from localml.references import is_local_path
+from tasks._stdout import lines_printed_by_this_thread
+from tasks.retries import TRANSIENT_RETRIES
+from tasks.workspace import get_client, workspace_identity
+
+TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
+STATUS_PROGRESS = {"NotStarted": 0.0, "Starting": 5.0, "Queued": 10.0, "Preparing": 20.0, "Running": 40.0, "Finalizing": 90.0}
+LOG_TAIL_LINES = 30
+MAX_POLL_SECONDS = 10.0
+
+
+class InputSpec(BaseModel):
+    """A data input: a local path, an ``azureml:name:version`` / ``azureml:name@latest`` asset, or an azureml:// URI."""
+
+    type: Literal["uri_file", "uri_folder", "mltable"] = "uri_file"
+    path: str
+
+
+class OutputSpec(BaseModel):
+    type: Literal["uri_folder", "uri_file", "mlflow_model", "custom_model"] = "uri_folder"
+
+
+class CommandJobSpec(BaseModel):
+    """A command job as plain data (so it can be a flow parameter and a cache key)."""
+
+    command: str = Field(description="Shell command; ${{inputs.x}} and ${{outputs.y}} are filled in")
+    code: str | None = Field(default=None, description="Local folder (or file) uploaded as the job's working directory")
+    environment: str = Field(default="AzureML-sklearn-1.5@latest", description="Environment name (curated or registered)")
+    inputs: dict[str, InputSpec | StrictBool | StrictInt | StrictFloat | str] = Field(default_factory=dict)
+    outputs: dict[str, OutputSpec] = Field(default_factory=dict)
+    compute: str | None = Field(default=None, description="Compute target; None runs on the workspace's default")
+    experiment_name: str = "amlflows"
+    display_name: str | None = None
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "CommandJobSpec":
+        check_placeholders(self.command, self.inputs, self.outputs, self.display_name or self.experiment_name)
+        for path in [self.code, *(v.path for v in self.inputs.values() if isinstance(v, InputSpec))]:
+            if path and is_local_path(path) and not Path(path).expanduser().exists():
+                raise ValueError(f"Local path '{path}' does not exist (looked in {Path.cwd()}). Fix the path.")
+        return self
+
+    def local_paths(self) -> list[str]:
+        paths = [self.code] if self.code and is_local_path(self.code) else []
+        return paths + [v.path for v in self.inputs.values() if isinstance(v, InputSpec) and is_local_path(v.path)]
+
+    def to_job(self, name: str | None = None) -> Any:
+        """The ``azure.ai.ml`` command job entity this spec describes."""
+        from azure.ai.ml import Input, Output, command
+
+        return command(
+            name=name,
+            command=self.command,
+            code=self.code,
+            environment=self.environment,
+            inputs={k: Input(type=v.type, path=v.path) if isinstance(v, InputSpec) else v for k, v in self.inputs.items()},
+            outputs={k: Output(type=v.type) for k, v in self.outputs.items()},
+            compute=self.compute,
+            experiment_name=self.experiment_name,
+            display_name=self.display_name,
+            environment_variables=self.environment_variables or None,
+            tags=self.tags,
+        )._to_job()
+
+
+class SubmittedJob(BaseModel):
+    name: str
+    status: str
+    studio_url: str | None = None
+    reused: bool = Field(default=False, description="True when an existing job of this name was re-attached")
+
+
+class JobResult(BaseModel):
+    name: str
+    status: str
+    experiment_name: str | None = None
+    studio_url: str | None = None
+    duration_seconds: float | None = None
+
+
+class JobFailedError(RuntimeError):
+    """The job itself failed (a user error: never retried)."""
+
+
+class JobTimeoutError(RuntimeError):
+    """The job ran past the wait's timeout and was canceled."""
+
+
+def job_cache_key(spec: CommandJobSpec, workspace: str) -> str:
+    """Task identity + canonical job spec + content of every local input + workspace identity."""
+    hashes = {path: content_hash(path) for path in spec.local_paths()}
+    placeholders = {path: f"sha256-{digest[:32]}" for path, digest in hashes.items()}
+    canonical = spec.model_copy(
+        update={
+            "code": placeholders.get(spec.code, spec.code),
+            "inputs": {
+                k: v.model_copy(update={"path": placeholders.get(v.path, v.path)}) if isinstance(v, InputSpec) else v
+                for k, v in spec.inputs.items()
+            },
+        }
+    )
+    payload = {
+        "task": "submit_job/1",
+        "spec": canonical.to_job()._to_dict(),
+        "workspace": workspace_identity(workspace),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_name_for(spec: CommandJobSpec, key: str) -> str:
+    prefix = re.sub(r"[^a-z0-9]+", "-", spec.experiment_name.lower()).strip("-")[:40] or "job"
+    return f"{prefix}-{key[:12]}"
+
+
+@task(name="submit_job", **TRANSIENT_RETRIES)
+def submit_job(workspace: str, spec: CommandJobSpec, refresh: bool = False) -> SubmittedJob:
+    """Submit a command job, or re-attach to the job this exact spec already started.
+
+    The job's name derives from the spec's cache key. If a job of that name exists and has
+    not failed, it is re-attached; a failed or canceled one is followed by a new attempt
+    (``<name>-2``, ...). ``refresh=True`` always starts a new attempt.
+
+    Example:
+        ```python
+        from prefect import flow
+        from tasks.jobs import CommandJobSpec, InputSpec, submit_job, wait_for_job
+
+        @flow
+        def train_once():
+            spec = CommandJobSpec(
+                code="examples/train_diabetes",
+                command="python train.py --training_data ${{inputs.data}}",
+                inputs={"data": InputSpec(type="uri_file", path="examples/data/diabetes/diabetes.csv")},
+            )
+            job = submit_job("local", spec)
+            return wait_for_job("local", job.name)
+        ```
+    """
+    logger = get_run_logger()
+    client = get_client(workspace)
+    spec = _pin_latest_versions(client, spec)
+    base = job_name_for(spec, job_cache_key(spec, workspace))
+    attempt = 1
+    while True:
+        name = base if attempt == 1 else f"{base}-{attempt}"
+        existing = _find_job(client, name)
+        if existing is None:
+            job = client.jobs.create_or_update(spec.to_job(name=name))
+            logger.info("Submitted job %s (%s): %s", name, job.status, job.studio_url)
+            return SubmittedJob(name=name, status=job.status, studio_url=job.studio_url)
+        if not refresh and existing.status not in ("Failed", "Canceled"):
+            logger.info("Re-attached to job %s (%s): same spec and inputs, nothing resubmitted", name, existing.status)
+            return SubmittedJob(name=name, status=existing.status, studio_url=existing.studio_url, reused=True)
+        attempt += 1
+
+
+def _wait_cache_key(context: Any, parameters: dict) -> str:
+    return f"wait_for_job/1/{workspace_identity(parameters['workspace'])}/{parameters['job_name']}"
+
+
+@task(name="wait_for_job", cache_key_fn=_wait_cache_key, persist_result=True, **TRANSIENT_RETRIES)
+def wait_for_job(workspace: str, job_name: str, timeout_seconds: float | None = None) -> JobResult:
+    """Follow a job to its end: its log lines go to the Prefect log, its status to a progress artifact.
+
+    Polls with backoff. A job still running after ``timeout_seconds`` is canceled and the task
+    fails. A failed job fails the task at once (no retry) with the job's error and the tail of
+    its log. A completed job's result is cached, so a re-run does not wait again.
+
+    Example:
+        ```python
+        result = wait_for_job("local", job.name, timeout_seconds=1800)
+        print(result.status, result.studio_url)
+        ```
+    """
+    logger = get_run_logger()
+    client = get_client(workspace)
+    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+    stream_errors: list[BaseException] = []
+
+    def on_line(line: str) -> None:
+        tail.append(line)
+        if line.strip():
+            logger.info("[%s] %s", job_name, line)
+
+    def follow() -> None:
+        with lines_printed_by_this_thread(on_line):
+            try:
+                client.jobs.stream(job_name)
+            except Exception as error:  # a failed job ends its stream with an exception: keep it for the report
+                stream_errors.append(error)
+
+    follower = threading.Thread(target=follow, name=f"stream-{job_name}", daemon=True)
+    follower.start()
+    progress = create_progress_artifact(progress=0.0, description=f"Job {job_name}")
+    started = time.monotonic()
+    deadline = started + timeout_seconds if timeout_seconds else None
+    status, delay = None, 1.0
+    while True:
+        job = client.jobs.get(job_name)
+        if job.status != status:
+            status = job.status
+            logger.info("Job %s is %s", job_name, status)
+            update_progress_artifact(progress, STATUS_PROGRESS.get(status, 100.0))
+        if status in TERMINAL_STATUSES:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            client.jobs.begin_cancel(job_name).result()
+            raise JobTimeoutError(f"Job {job_name} was still {status} after {timeout_seconds:g} s, so it was canceled.")
+        # the stream returns when the job ends, so a short job is not left waiting for the next poll
+        follower.join(timeout=delay)
+        delay = min(delay * 1.5, MAX_POLL_SECONDS)
+    follower.join(timeout=15)
+    if status != "Completed":
+        reason = str(stream_errors[0]) if stream_errors else (job.properties or {}).get("localml.error") or ""
+        log_tail = "\n".join(tail)
+        raise JobFailedError(f"Job {job_name} ended {status}. {reason}\n--- last lines of its log ---\n{log_tail}")
+    return JobResult(
+        name=job_name,
+        status=status,
+        experiment_name=job.experiment_name,
+        studio_url=job.studio_url,
+        duration_seconds=round(time.monotonic() - started, 2),
+    )
+
+
+@task(name="job_metrics", **TRANSIENT_RETRIES)
+def job_metrics(workspace: str, job_name: str) -> dict[str, float]:
+    """The latest value of each metric the job logged to its MLflow run (the run id is the job name).
+
+    Example:
+        ```python
+        metrics = job_metrics("local", result.name)   # {"accuracy": 0.94, "AUC": 0.98}
+        ```
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = get_client(workspace)
+    tracking_uri = client.workspaces.get(client.workspace_name).mlflow_tracking_uri
+    return dict(MlflowClient(tracking_uri=tracking_uri).get_run(job_name).data.metrics)
+
+
+def _find_job(client: Any, name: str) -> Any | None:
+    try:
+        return client.jobs.get(name)
+    except ResourceNotFoundError:
+        return None
+
+
+def _pin_latest_versions(client: Any, spec: CommandJobSpec) -> CommandJobSpec:
+    """``azureml:name@latest`` becomes the version it means now, so the cache key follows new data versions."""
+    inputs = dict(spec.inputs)
+    for key, value in spec.inputs.items():
+        if isinstance(value, InputSpec) and value.path.startswith("azureml:") and value.path.endswith("@latest"):
+            name = value.path[len("azureml:"): -len("@latest")]
+            version = client.data.get(name, label="latest").version
+            inputs[key] = value.model_copy(update={"path": f"azureml:{name}:{version}"})
+    return spec.model_copy(update={"inputs": inputs})
+

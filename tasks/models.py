@@ -1,0 +1,65 @@
+"""Models: register a job's model output as a versioned model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from prefect import get_run_logger, task
+from pydantic import BaseModel, Field
+
+from localml.hashing import content_hash
+from localml.references import is_local_path
+from tasks.retries import TRANSIENT_RETRIES
+from tasks.workspace import get_client, workspace_identity
+
+
+class ModelSpec(BaseModel):
+    name: str = Field(description="Model name")
+    path: str = Field(description="azureml://jobs/<job>/outputs/artifacts/paths/<dir>, runs:/<run>/<path>, or a local folder")
+    type: Literal["mlflow_model", "custom_model"] = "mlflow_model"
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    type: str
+    job_name: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"azureml:{self.name}:{self.version}"
+
+
+def _register_cache_key(context: Any, parameters: dict) -> str:
+    spec = parameters["spec"]
+    payload = {"workspace": workspace_identity(parameters["workspace"]), "spec": spec.model_dump()}
+    if is_local_path(spec.path):
+        payload["content"] = content_hash(spec.path)
+    return "register_model/1/" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@task(name="register_model", cache_key_fn=_register_cache_key, persist_result=True, **TRANSIENT_RETRIES)
+def register_model(workspace: str, spec: ModelSpec) -> ModelRef:
+    """Register a model version from a job output (cached: the same job's model is registered once).
+
+    Example:
+        ```python
+        model = register_model(
+            "local",
+            ModelSpec(name="diabetes-classifier", path=f"azureml://jobs/{job.name}/outputs/artifacts/paths/outputs/model"),
+        )
+        model.reference   # "azureml:diabetes-classifier:1"
+        ```
+    """
+    from azure.ai.ml.entities import Model
+
+    client = get_client(workspace)
+    model = client.models.create_or_update(
+        Model(name=spec.name, path=spec.path, type=spec.type, description=spec.description, tags=spec.tags)
+    )
+    get_run_logger().info("Registered model %s:%s from %s", model.name, model.version, spec.path)
+    return ModelRef(name=model.name, version=model.version, type=spec.type, job_name=getattr(model, "job_name", None))
