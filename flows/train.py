@@ -71,7 +71,7 @@ class TrainParameters(BaseModel):
             inputs=inputs,
             compute=None if self.compute in LOCAL_COMPUTE else self.compute,
             experiment_name=self.experiment_name,
-            display_name=f"train {script.stem}",
+            display_name=script.stem,
         )
 
 

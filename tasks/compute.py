@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
@@ -16,6 +18,19 @@ class ComputeSpec(BaseModel):
     min_instances: int = Field(default=0, ge=0)
     max_instances: int = Field(default=2, ge=1, description="Nodes; on localml, how many jobs run at once")
     idle_time_before_scale_down: int = Field(default=120, ge=0, description="Seconds (Azure)")
+
+
+    def to_compute(self) -> Any:
+        """The ``AmlCompute`` entity this spec describes."""
+        from azure.ai.ml.entities import AmlCompute
+
+        return AmlCompute(
+            name=self.name,
+            size=self.size,
+            min_instances=self.min_instances,
+            max_instances=self.max_instances,
+            idle_time_before_scale_down=self.idle_time_before_scale_down,
+        )
 
 
 class ComputeRef(BaseModel):
@@ -33,8 +48,6 @@ def ensure_compute(workspace: str, spec: ComputeSpec) -> ComputeRef:
         cluster = ensure_compute("local", ComputeSpec(name="cpu-cluster", max_instances=2))
         ```
     """
-    from azure.ai.ml.entities import AmlCompute
-
     logger = get_run_logger()
     client = get_client(workspace)
     try:
@@ -43,13 +56,6 @@ def ensure_compute(workspace: str, spec: ComputeSpec) -> ComputeRef:
         return ComputeRef(name=existing.name, max_instances=existing.max_instances, created=False)
     except ResourceNotFoundError:
         pass
-    cluster = AmlCompute(
-        name=spec.name,
-        size=spec.size,
-        min_instances=spec.min_instances,
-        max_instances=spec.max_instances,
-        idle_time_before_scale_down=spec.idle_time_before_scale_down,
-    )
-    created = client.begin_create_or_update(cluster).result()
+    created = client.begin_create_or_update(spec.to_compute()).result()
     logger.info("Created compute %s (max_instances=%s)", created.name, created.max_instances)
     return ComputeRef(name=created.name, max_instances=created.max_instances, created=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
@@ -20,6 +20,19 @@ class DataSpec(BaseModel):
     path: str = Field(description="Local file or folder, or an existing azureml:name:version / azureml:name@latest")
     type: Literal["uri_file", "uri_folder", "mltable"] = "uri_file"
     description: str | None = None
+
+
+    def to_data(self, content_hash: str) -> Any:
+        """The ``Data`` entity registering this spec's local path, tagged with its content hash."""
+        from azure.ai.ml.entities import Data
+
+        return Data(
+            name=self.name,
+            path=str(Path(self.path).expanduser()),
+            type=self.type,
+            description=self.description,
+            tags={CONTENT_HASH_TAG: content_hash},
+        )
 
 
 class DataRef(BaseModel):
@@ -44,8 +57,6 @@ def register_data(workspace: str, spec: DataSpec) -> DataRef:
         data.reference   # "azureml:diabetes:1"
         ```
     """
-    from azure.ai.ml.entities import Data
-
     logger = get_run_logger()
     client = get_client(workspace)
     if spec.path.startswith("azureml:") and not spec.path.startswith("azureml://"):
@@ -62,8 +73,6 @@ def register_data(workspace: str, spec: DataSpec) -> DataRef:
         if (asset.tags or {}).get(CONTENT_HASH_TAG) == digest and str(asset.type) == spec.type:
             logger.info("Data asset %s:%s already holds this content", asset.name, asset.version)
             return DataRef(name=asset.name, version=asset.version, type=spec.type)
-    asset = client.data.create_or_update(
-        Data(name=spec.name, path=str(local), type=spec.type, description=spec.description, tags={CONTENT_HASH_TAG: digest})
-    )
+    asset = client.data.create_or_update(spec.to_data(digest))
     logger.info("Registered data asset %s:%s", asset.name, asset.version)
     return DataRef(name=asset.name, version=asset.version, type=spec.type)

@@ -23,6 +23,13 @@ class ModelSpec(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
+    def to_model(self) -> Any:
+        """The ``Model`` entity this spec describes."""
+        from azure.ai.ml.entities import Model
+
+        return Model(name=self.name, path=self.path, type=self.type, description=self.description, tags=self.tags)
+
+
 class ModelRef(BaseModel):
     name: str
     version: str
@@ -55,11 +62,6 @@ def register_model(workspace: str, spec: ModelSpec) -> ModelRef:
         model.reference   # "azureml:diabetes-classifier:1"
         ```
     """
-    from azure.ai.ml.entities import Model
-
-    client = get_client(workspace)
-    model = client.models.create_or_update(
-        Model(name=spec.name, path=spec.path, type=spec.type, description=spec.description, tags=spec.tags)
-    )
+    model = get_client(workspace).models.create_or_update(spec.to_model())
     get_run_logger().info("Registered model %s:%s from %s", model.name, model.version, spec.path)
     return ModelRef(name=model.name, version=model.version, type=spec.type, job_name=getattr(model, "job_name", None))

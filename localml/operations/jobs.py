@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import secrets
@@ -25,6 +26,10 @@ from localml.faults import FaultInjector
 from localml.pollers import WaitingPoller
 from localml.store import TERMINAL_STATUSES
 from localml.workspace import LocalWorkspace
+
+# Azure's SDK hides its "experimental class" notices when it builds entities from the service's replies;
+# localml builds entities from stored specs, the same step, so it hides them too.
+logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,254}$")
 STREAM_POLL_SECONDS = 0.5

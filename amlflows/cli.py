@@ -1,0 +1,119 @@
+"""``amlflows``: run the lifecycle flows from a terminal.
+
+    amlflows run train                                  # the bundled diabetes sample, on localml
+    amlflows run train --hyperparameters max_iter=200 learning_rate=0.05
+    amlflows run train --workspace azure --compute cpu-cluster
+
+Each flow's options are generated from its parameter model, so ``amlflows run
+train --help`` lists exactly what the Prefect UI's form shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import types
+import typing
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ValidationError
+
+# offline by default: Prefect's server would otherwise try to send usage telemetry
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from flows.train import TrainParameters, train
+
+FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
+    "train": (train, TrainParameters),
+}
+
+
+def _parse_value(text: str) -> Any:
+    """``200`` -> 200, ``0.05`` -> 0.05, ``true`` -> True, anything else stays a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_mapping(items: list[str]) -> dict[str, Any]:
+    mapping = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{item}'")
+        mapping[key] = _parse_value(value)
+    return mapping
+
+
+def _add_field_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    for name, field in model.model_fields.items():
+        flag = f"--{name.replace('_', '-')}"
+        help_text = field.description or ""
+        annotation = field.annotation
+        args = typing.get_args(annotation)
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+            annotation = next((a for a in args if a is not type(None)), str)
+        if annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(annotation) is dict:
+            parser.add_argument(flag, dest=name, nargs="+", metavar="KEY=VALUE", default=None, help=help_text)
+        elif typing.get_origin(annotation) is Literal:
+            parser.add_argument(flag, dest=name, choices=typing.get_args(annotation), default=None, help=help_text)
+        else:
+            kind = annotation if annotation in (int, float) else str
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=f"{help_text} (default: {field.get_default(call_default_factory=True)})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amlflows", description="Prefect flows for the Azure ML model lifecycle, on Azure or on localml."
+    )
+    commands = parser.add_subparsers(dest="_command", required=True)
+    run = commands.add_parser("run", help="run a flow now, in this process")
+    flows = run.add_subparsers(dest="_flow", required=True, metavar="FLOW")
+    for name, (flow_function, model) in FLOWS.items():
+        flow_parser = flows.add_parser(name, help=(flow_function.description or "").strip().splitlines()[0])
+        _add_field_options(flow_parser, model)
+    return parser
+
+
+def run_flow(name: str, options: dict[str, Any]) -> int:
+    flow_function, model = FLOWS[name]
+    values = {k: v for k, v in options.items() if v is not None}
+    for key, value in list(values.items()):
+        if isinstance(value, list):
+            try:
+                values[key] = _parse_mapping(value)
+            except argparse.ArgumentTypeError as error:
+                print(f"amlflows: --{key.replace('_', '-')}: {error}", file=sys.stderr)
+                return 2
+    try:
+        params = model(**values)
+    except ValidationError as error:
+        problems = "\n".join(f"  - {'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors())
+        print(f"amlflows: invalid parameters for '{name}':\n{problems}", file=sys.stderr)
+        return 2
+    try:
+        result = flow_function(params)
+    except Exception as error:
+        print(f"\namlflows: flow '{name}' failed: {error}", file=sys.stderr)
+        return 1
+    print(f"\n{name} finished:")
+    for key, value in result.model_dump().items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    command, flow = args.pop("_command"), args.pop("_flow")
+    if command == "run":
+        return run_flow(flow, args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
