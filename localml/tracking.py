@@ -58,7 +58,7 @@ class Tracking:
         experiment_id = self.experiment_id(experiment_name)
         store: SqlAlchemyStore = self.client._tracking_client.store
         experiment = store.get_experiment(experiment_id)
-        with store.ManagedSessionMaker() as session:
+        with store.ManagedSessionMaker(read_only=False) as session:
             run = SqlRun(
                 name=run_name,
                 artifact_uri=f"{experiment.artifact_location}/{run_id}/artifacts",
