@@ -20,6 +20,12 @@ from localml.pollers import DonePoller
 from localml.workspace import LocalWorkspace
 
 ROOT_ENV_VAR = "LOCALML_ROOT"
+#: MLClient operation groups localml does not serve yet: using one says so instead of an AttributeError.
+NOT_YET_SERVED = frozenset({
+    "online_endpoints", "online_deployments", "batch_endpoints", "batch_deployments", "components",
+    "schedules", "registries", "feature_stores", "feature_sets", "connections", "serverless_endpoints",
+    "marketplace_subscriptions", "indexes", "evaluators", "capability_hosts",
+})
 DEFAULT_ROOT = ".localml"
 
 
@@ -70,6 +76,11 @@ class LocalMLClient:
         if isinstance(entity, AmlCompute):
             return self.compute.begin_create_or_update(entity)
         raise UnsupportedFeatureError(f"begin_create_or_update of {type(entity).__name__}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name in NOT_YET_SERVED:
+            raise UnsupportedFeatureError(f"ml_client.{name} yet", "It is on the roadmap; see the README.")
+        raise AttributeError(f"{type(self).__name__} has no attribute '{name}'")
 
     def __repr__(self) -> str:
         return f"LocalMLClient(root='{self.root}', workspace_name='{self.workspace_name}')"
