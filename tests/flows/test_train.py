@@ -167,3 +167,15 @@ def test_an_unknown_compute_fails_before_any_job(ml_client):
         state.result()
     assert task_runs(state)["submit_job"].run_count == 1  # not found is not transient
     assert list(ml_client.jobs.list()) == []
+
+
+def test_a_job_past_its_timeout_is_canceled(ml_client):
+    params = quick_params(
+        script=str(SLOW_SCRIPT), hyperparameters={"sleep_seconds": 60}, compute="local", timeout_minutes=0.1
+    )
+    state = train(params, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="was canceled"):
+        state.result()
+    [job] = ml_client.jobs.list()
+    assert job.status == "Canceled"
