@@ -79,6 +79,11 @@ class Tracking:
             session.add(run)
         return experiment_id
 
+    def end_run(self, run_id: str, job_status: str) -> None:
+        """Close the job's run with the MLflow status matching the job's final status."""
+        status = {"Completed": "FINISHED", "Canceled": "KILLED"}.get(job_status, "FAILED")
+        self.client.set_terminated(run_id, status=status)
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 

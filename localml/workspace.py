@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from localml.errors import LocalMLValidationError, not_found
-from localml.hashing import content_hash
+from localml.hashing import content_hash, copy_ignore
 from localml.references import DatastorePath, JobArtifactPath, JobOutputPath, parse_azureml_uri
 from localml.store import Catalog
 from localml.tracking import Tracking
@@ -36,14 +36,14 @@ class LocalWorkspace:
         source = Path(local_path).expanduser().resolve()
         if not source.exists():
             raise LocalMLValidationError(f"Local path '{local_path}' does not exist (resolved to {source}).")
-        relative = f"LocalUpload/{content_hash(source)[:32]}/{source.name}"
+        relative = f"LocalUpload/{content_hash(source, exclude=self.root)[:32]}/{source.name}"
         target = self.datastore_dir() / relative
         if not target.exists():
             staging = target.parent / f".{source.name}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             staging.parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():
-                shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+                shutil.copytree(source, staging, ignore=copy_ignore(exclude=self.root))
             else:
                 shutil.copy2(source, staging)
             staging.rename(target)

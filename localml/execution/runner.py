@@ -71,12 +71,13 @@ class JobRunner:
             with self.catalog.transaction() as db:
                 rows = db.execute(
                     "SELECT name, seq, status, pid, pid_started FROM jobs WHERE compute=? AND status IN "
-                    "('Queued', 'Preparing', 'Running', 'Finalizing', 'CancelRequested')",
+                    "('NotStarted', 'Queued', 'Preparing', 'Running', 'Finalizing', 'CancelRequested')",
                     (self.job["compute"],),
                 ).fetchall()
                 live = [r for r in rows if r["name"] != self.name and is_alive(r["pid"], r["pid_started"])]
                 running = sum(1 for r in live if r["status"] in ACTIVE_STATUSES)
-                ahead = any(r["status"] == "Queued" and r["seq"] < self.job["seq"] for r in live)
+                # an earlier job whose runner has not queued yet (still NotStarted) is ahead too
+                ahead = any(r["status"] in ("NotStarted", "Queued") and r["seq"] < self.job["seq"] for r in live)
                 if running < cap and not ahead:
                     self.catalog.update_job(self.name, db=db, status="Preparing", started_at=time.time())
                     return True
@@ -182,9 +183,8 @@ class JobRunner:
 
     def _finish(self, status: str, error: str | None) -> None:
         self.catalog.update_job(self.name, only_if_active=True, status=status, error=error, ended_at=time.time())
-        mlflow_status = {"Completed": "FINISHED", "Canceled": "KILLED"}.get(status, "FAILED")
         try:
-            self.workspace.tracking.client.set_terminated(self.name, status=mlflow_status)
+            self.workspace.tracking.end_run(self.name, status)
         except Exception as exc:  # the job's status is recorded; a tracking hiccup must not hide it
             print(f"could not end MLflow run {self.name}: {exc}", file=sys.stderr)
 

@@ -160,8 +160,11 @@ class JobOperations:
             f"The job's process (pid {row['pid']}) ended without reporting a final status: it was killed "
             "or the machine restarted. Submit the job again."
         )
-        if self._catalog.update_job(row["name"], only_if_active=True, status="Failed", error=error, ended_at=time.time()):
+        # a runner canceled before it could handle SIGTERM (still starting up) dies of it: that job was canceled
+        status, error = ("Canceled", None) if row["status"] == "CancelRequested" else ("Failed", error)
+        if self._catalog.update_job(row["name"], only_if_active=True, status=status, error=error, ended_at=time.time()):
             stop_group(row["pid"])
+            self._workspace.tracking.end_run(row["name"], status)
         return self._catalog.get_job(row["name"])
 
     def _to_entity(self, row: dict) -> Job:

@@ -1,0 +1,260 @@
+"""localml command jobs: real detached processes, a real MLflow store, real signals. No mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import time
+
+import pytest
+from azure.ai.ml import Input, Output, command
+from azure.ai.ml.entities import AmlCompute
+from azure.ai.ml.exceptions import JobException
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from localml import LocalMLClient
+from localml.errors import LocalMLValidationError
+
+ENV = "AzureML-sklearn-1.5@latest"
+STATUS_ORDER = ["NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed"]
+ACTIVE = {"Preparing", "Running", "Finalizing"}
+
+
+def sleep_job(code_dir, state, seconds, **kwargs):
+    return command(
+        code=str(code_dir),
+        command=f"python sleep.py --seconds {seconds} --state {shlex.quote(str(state))}",
+        environment=ENV,
+        **kwargs,
+    )
+
+
+def test_command_job_lifecycle(ml_client, code_dir, tmp_path, capsys):
+    job = ml_client.jobs.create_or_update(
+        command(
+            code=str(code_dir),
+            command="python metric.py --greeting ${{inputs.greeting}} --out ${{outputs.out}}",
+            inputs={"greeting": "hi"},
+            outputs={"out": Output(type="uri_folder")},
+            environment=ENV,
+            experiment_name="lifecycle",
+            display_name="metric job",
+        )
+    )
+    assert job.status in STATUS_ORDER[:2]
+    assert job.experiment_name == "lifecycle"
+
+    seen = [job.status]
+    deadline = time.monotonic() + 120
+    while seen[-1] not in ("Completed", "Failed", "Canceled"):
+        assert time.monotonic() < deadline, f"job still {seen[-1]} after 120 s"
+        time.sleep(0.05)
+        status = ml_client.jobs.get(job.name).status
+        if status != seen[-1]:
+            seen.append(status)
+    assert seen[-1] == "Completed", seen
+    assert "Running" in seen
+    assert [STATUS_ORDER.index(s) for s in seen] == sorted(STATUS_ORDER.index(s) for s in seen), seen
+
+    capsys.readouterr()
+    ml_client.jobs.stream(job.name)
+    streamed = capsys.readouterr().out
+    assert "hi from the metric job" in streamed and "metric job done" in streamed
+    assert f"RunId: {job.name}" in streamed and "Status: Completed" in streamed
+
+    # the MLflow run of the job is named after it, and holds what the script logged
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri=ml_client.mlflow_tracking_uri).get_run(job.name)
+    assert run.data.metrics["answer"] == 42.0
+    assert run.data.params["greeting"] == "hi"
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "metric job"
+    finished = ml_client.jobs.get(job.name)
+    assert run.info.experiment_id == finished.properties["mlflow.experiment_id"]
+    assert finished.studio_url.endswith(f"/runs/{job.name}")
+    assert [j.name for j in ml_client.jobs.list()] == [job.name]
+
+    ml_client.jobs.download(job.name, download_path=tmp_path / "dl")
+    artifacts = tmp_path / "dl" / "artifacts"
+    log = (artifacts / "user_logs" / "std_log.txt").read_text()
+    assert "hi from the metric job" in log and "metric job done" in log
+    assert (artifacts / "outputs" / "result.txt").read_text() == "written to ./outputs"
+
+    ml_client.jobs.download(job.name, download_path=tmp_path / "dl", output_name="out")
+    assert (tmp_path / "dl" / "named-outputs" / "out" / "named.txt").read_text() == "written to the named output"
+    with pytest.raises(ResourceNotFoundError, match="nope"):
+        ml_client.jobs.download(job.name, download_path=tmp_path / "dl", output_name="nope")
+
+
+def test_literal_and_uri_file_inputs_are_substituted(ml_client, code_dir, tmp_path):
+    source = tmp_path / "in" / "notes.txt"
+    source.parent.mkdir()
+    source.write_text("original notes")
+    job = ml_client.jobs.create_or_update(
+        command(
+            code=str(code_dir),
+            command="python seen.py ${{inputs.words}} ${{inputs.count}} ${{inputs.notes}}",
+            inputs={
+                "words": "two words; echo injected",
+                "count": 7,
+                "notes": Input(type="uri_file", path=str(source)),
+            },
+            environment=ENV,
+        )
+    )
+    # the job reads the copy taken at submission, not the file as it is later
+    source.write_text("edited after submission")
+    ml_client.jobs.stream(job.name)
+    ml_client.jobs.download(job.name, download_path=tmp_path / "dl")
+    seen = json.loads((tmp_path / "dl" / "artifacts" / "outputs" / "seen.json").read_text())
+    # the literal reached the script as one argument: it was quoted, not run by the shell
+    assert [item["arg"] for item in seen[:2]] == ["two words; echo injected", "7"]
+    assert len(seen) == 3
+    assert seen[2]["text"] == "original notes"
+    assert seen[2]["arg"] != str(source)
+    assert seen[2]["arg"].startswith(str(ml_client.root))
+
+
+def test_code_snapshot_leaves_out_the_workspace_and_ignored_folders(ml_client, code_dir, tmp_path):
+    # code="." in a project whose workspace root lives inside it, as with the default ./.localml
+    project = tmp_path
+    assert ml_client.root.parent == project
+    for ignored in (".venv/lib/big.bin", ".git/HEAD", "__pycache__/x.pyc"):
+        (project / ignored).parent.mkdir(parents=True, exist_ok=True)
+        (project / ignored).write_text("ignored")
+    (project / "notes.txt").write_text("kept")
+    job = ml_client.jobs.create_or_update(command(code=str(project), command="python src/seen.py .", environment=ENV))
+    ml_client.jobs.stream(job.name)
+    ml_client.jobs.download(job.name, download_path=tmp_path / "dl")
+    seen = json.loads((tmp_path / "dl" / "artifacts" / "outputs" / "seen.json").read_text())
+    assert seen[0]["listing"] == ["logs", "notes.txt", "outputs", "src"]
+
+
+def test_undeclared_placeholder_is_rejected_before_a_job_exists(ml_client, code_dir):
+    for bad, declared in (("${{inputs.nope}}", "inputs"), ("${{outputs.nope}}", "outputs")):
+        job = command(
+            code=str(code_dir),
+            command=f"python seen.py ${{{{inputs.data}}}} {bad}",
+            inputs={"data": 1},
+            environment=ENV,
+        )
+        with pytest.raises(LocalMLValidationError, match=rf"\$\{{\{{{declared}\.nope\}}\}}.*no {declared[:-1]} named 'nope'"):
+            ml_client.jobs.create_or_update(job)
+    assert list(ml_client.jobs.list()) == []
+    assert not (ml_client.root / "jobs").exists()
+
+
+def test_failing_script_fails_the_job_with_its_error(ml_client, code_dir, capsys):
+    job = ml_client.jobs.create_or_update(command(code=str(code_dir), command="python fail.py", environment=ENV))
+    with pytest.raises(JobException, match="ValueError: boom") as info:
+        ml_client.jobs.stream(job.name)
+    assert "status code 1" in str(info.value)
+    out = capsys.readouterr().out
+    assert "about to fail" in out and "Status: Failed" in out
+    failed = ml_client.jobs.get(job.name)
+    assert failed.status == "Failed"
+    assert "ValueError: boom" in failed.properties["localml.error"]
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(tracking_uri=ml_client.mlflow_tracking_uri).get_run(job.name).info.status == "FAILED"
+
+
+def test_cancel_stops_a_running_job_and_its_process(ml_client, code_dir, tmp_path, helpers):
+    state = tmp_path / "state.json"
+    job = ml_client.jobs.create_or_update(sleep_job(code_dir, state, 300))
+    pid = helpers.wait_for(lambda: helpers.read_state(state), what="the script to start")["pid"]
+    assert ml_client.jobs.get(job.name).status == "Running"
+    ml_client.jobs.begin_cancel(job.name).result(timeout=60)
+    assert ml_client.jobs.get(job.name).status == "Canceled"
+    helpers.wait_for(lambda: helpers.process_gone(pid), timeout=30, what=f"script pid {pid} to end")
+    assert "end" not in helpers.read_state(state)
+    ml_client.jobs.stream(job.name)  # a canceled job ends its stream without an error
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(tracking_uri=ml_client.mlflow_tracking_uri).get_run(job.name).info.status == "KILLED"
+
+
+def test_cancel_right_after_submission_ends_canceled(ml_client, code_dir, tmp_path, helpers):
+    job = ml_client.jobs.create_or_update(sleep_job(code_dir, tmp_path / "state.json", 300))
+    ml_client.jobs.begin_cancel(job.name).result(timeout=60)
+    canceled = ml_client.jobs.get(job.name)
+    assert canceled.status == "Canceled", canceled.properties["localml.error"]
+    runner = ml_client._workspace.catalog.get_job(job.name)["pid"]
+    helpers.wait_for(lambda: helpers.process_gone(runner), timeout=30, what="the runner to end")
+    assert helpers.read_state(tmp_path / "state.json") is None
+    assert ml_client.jobs.get(job.name).status == "Canceled"
+
+
+def test_compute_runs_one_job_at_a_time_in_submission_order(ml_client, code_dir, tmp_path, helpers):
+    ml_client.compute.begin_create_or_update(AmlCompute(name="one-node", max_instances=1)).result()
+    catalog = ml_client._workspace.catalog
+    first = ml_client.jobs.create_or_update(sleep_job(code_dir, tmp_path / "first.json", 3, compute="one-node"))
+    # hold the first job's runner before it has queued, so the second job's runner is surely the quicker one
+    first_runner = catalog.get_job(first.name)["pid"]
+    os.kill(first_runner, signal.SIGSTOP)
+    try:
+        second = ml_client.jobs.create_or_update(sleep_job(code_dir, tmp_path / "second.json", 3, compute="one-node"))
+        # wait until the second runner has made its first queueing decision, then give it time to overtake
+        helpers.wait_for_status(ml_client, second.name, ("Queued", "Preparing", "Running", "Finalizing", "Completed"))
+        time.sleep(1.5)  # the runner polls every 0.2 s
+        assert ml_client.jobs.get(second.name).status == "Queued"
+    finally:
+        os.kill(first_runner, signal.SIGCONT)
+
+    pairs = set()
+    deadline = time.monotonic() + 120
+    while True:
+        pair = (ml_client.jobs.get(first.name).status, ml_client.jobs.get(second.name).status)
+        pairs.add(pair)
+        if all(s in ("Completed", "Failed", "Canceled") for s in pair):
+            break
+        assert time.monotonic() < deadline, f"jobs still {pair} after 120 s"
+        time.sleep(0.05)
+    assert pair == ("Completed", "Completed")
+    assert ("Running", "Queued") in pairs, pairs
+    assert not any(a in ACTIVE and b in ACTIVE for a, b in pairs), pairs
+    a, b = helpers.read_state(tmp_path / "first.json"), helpers.read_state(tmp_path / "second.json")
+    assert a["end"] <= b["start"], (a, b)
+    rows = catalog.get_job(first.name), catalog.get_job(second.name)
+    assert rows[0]["ended_at"] <= rows[1]["started_at"]
+
+
+def test_killed_runner_is_reported_failed(ml_client, code_dir, tmp_path, helpers, capsys):
+    state = tmp_path / "state.json"
+    job = ml_client.jobs.create_or_update(sleep_job(code_dir, state, 300))
+    script_pid = helpers.wait_for(lambda: helpers.read_state(state), what="the script to start")["pid"]
+    runner = ml_client._workspace.catalog.get_job(job.name)["pid"]
+    assert os.getpgid(runner) == runner
+    os.killpg(runner, signal.SIGKILL)
+    helpers.wait_for(lambda: helpers.process_gone(runner), timeout=30, what="the runner to die")
+    failed = ml_client.jobs.get(job.name)
+    assert failed.status == "Failed"
+    message = failed.properties["localml.error"]
+    assert f"process (pid {runner}) ended" in message
+    helpers.wait_for(lambda: helpers.process_gone(script_pid), timeout=30, what="the script to die")
+    with pytest.raises(JobException, match="ended without reporting a final status"):
+        ml_client.jobs.stream(job.name)
+    assert [j.status for j in ml_client.jobs.list()] == ["Failed"]
+
+
+def test_injected_faults_raise_like_azure_then_clear(ml_client, code_dir, monkeypatch):
+    monkeypatch.setenv("LOCALML_FAULTS", "jobs.create_or_update@after=503x1,jobs.get=503x2")
+    spec = command(name="faulty_job", code=str(code_dir), command="python seen.py", environment=ENV)
+    with pytest.raises(HttpResponseError) as lost_reply:
+        ml_client.jobs.create_or_update(spec)
+    assert lost_reply.value.status_code == 503
+    for _ in range(2):
+        with pytest.raises(HttpResponseError) as info:
+            ml_client.jobs.get("faulty_job")
+        assert info.value.status_code == 503 and not isinstance(info.value, ResourceNotFoundError)
+        assert "503" in str(info.value)
+    # the reply was lost but the job was submitted; the fault counts live in the workspace, for every client
+    assert ml_client.jobs.get("faulty_job").name == "faulty_job"
+    assert LocalMLClient(ml_client.root).jobs.get("faulty_job").name == "faulty_job"
+    ml_client.jobs.stream("faulty_job")
+    assert ml_client.jobs.get("faulty_job").status == "Completed"
+    with pytest.raises(LocalMLValidationError, match="already exists"):
+        ml_client.jobs.create_or_update(command(name="faulty_job", code=str(code_dir), command="python seen.py", environment=ENV))
