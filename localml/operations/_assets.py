@@ -94,6 +94,19 @@ class VersionedAssetOperations:
             raise not_found(self.title, name, version)
 
 
+def file_asset_fields(record: dict) -> dict:
+    """The constructor arguments Data and Model share."""
+    return {
+        "name": record["name"],
+        "version": record["version"],
+        "type": record["type"],
+        "path": record["path"],
+        "description": record.get("description"),
+        "tags": record.get("tags") or {},
+        "properties": record.get("properties") or {},
+    }
+
+
 def _same_content(existing: dict, record: dict) -> bool:
     return all(existing.get(key) == value for key, value in record.items())
 

@@ -8,7 +8,7 @@ from azure.ai.ml.entities import Data
 
 from localml.errors import LocalMLValidationError
 from localml.mltable import MLTableError, load_mltable, read_mltable_spec
-from localml.operations._assets import VersionedAssetOperations, check_type
+from localml.operations._assets import VersionedAssetOperations, check_type, file_asset_fields
 from localml.references import parse_azureml_uri
 
 DATA_TYPES = ("uri_file", "uri_folder", "mltable")
@@ -42,15 +42,7 @@ class DataOperations(VersionedAssetOperations):
         return path
 
     def _to_entity(self, record: dict) -> Data:
-        return Data(
-            name=record["name"],
-            version=record["version"],
-            type=record["type"],
-            path=record["path"],
-            description=record.get("description"),
-            tags=record.get("tags") or {},
-            properties=record.get("properties") or {},
-        )
+        return Data(**file_asset_fields(record))
 
     def local_path(self, reference: str) -> Path:
         """The local file or folder behind a data reference (``azureml:name:version``, a URI or a path)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from azure.ai.ml.entities import Model
 
 from localml.errors import LocalMLValidationError
-from localml.operations._assets import VersionedAssetOperations, check_type
+from localml.operations._assets import VersionedAssetOperations, check_type, file_asset_fields
 from localml.references import JobArtifactPath, JobOutputPath, parse_azureml_uri
 
 MODEL_TYPES = ("mlflow_model", "custom_model")
@@ -45,16 +45,7 @@ class ModelOperations(VersionedAssetOperations):
         return self._to_entity(self._register(model.name, model.version, record))
 
     def _to_entity(self, record: dict) -> Model:
-        model = Model(
-            name=record["name"],
-            version=record["version"],
-            type=record["type"],
-            path=record["path"],
-            description=record.get("description"),
-            tags=record.get("tags") or {},
-            properties=record.get("properties") or {},
-            stage=record.get("stage"),
-        )
+        model = Model(**file_asset_fields(record), stage=record.get("stage"))
         model.job_name = record.get("job_name")
         return model
 
