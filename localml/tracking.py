@@ -48,14 +48,28 @@ class Tracking:
             # another process created it between our lookup and our insert
             return self.client.get_experiment_by_name(name).experiment_id
 
-    def create_run(self, run_id: str, experiment_name: str, run_name: str, tags: dict[str, str]) -> str:
+    @classmethod
+    def for_uri(cls, tracking_uri: str) -> "Tracking":
+        """The store behind a localml tracking URI (``sqlite:///<root>/mlflow.db``), as a job sees it."""
+        return cls(Path(tracking_uri.removeprefix("sqlite:///")).parent)
+
+    def create_run(
+        self,
+        run_id: str,
+        run_name: str,
+        tags: dict[str, str],
+        *,
+        experiment_name: str | None = None,
+        experiment_id: str | None = None,
+        start_time: float | None = None,
+    ) -> str:
         """Create the run ``run_id`` (MLflow's API has no way to choose the id) and return its experiment id."""
         from mlflow.entities import RunStatus, SourceType
         from mlflow.entities.lifecycle_stage import LifecycleStage
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore, SqlRun, SqlTag
         from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-        experiment_id = self.experiment_id(experiment_name)
+        experiment_id = experiment_id or self.experiment_id(experiment_name)
         store: SqlAlchemyStore = self.client._tracking_client.store
         experiment = store.get_experiment(experiment_id)
         with store.ManagedSessionMaker(read_only=False) as session:
@@ -69,7 +83,7 @@ class Tracking:
                 entry_point_name="",
                 user_id=os.environ.get("USER", "localml"),
                 status=RunStatus.to_string(RunStatus.SCHEDULED),
-                start_time=int(time.time() * 1000),
+                start_time=int((start_time or time.time()) * 1000),
                 end_time=None,
                 deleted_time=None,
                 source_version="",

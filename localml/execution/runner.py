@@ -8,6 +8,7 @@ the final status. A cancel request arrives as SIGTERM.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from localml.automl.submit import SUMMARY_PROPERTIES
 from localml.execution.command import render_command
 from localml.execution.processes import is_alive, stop_tree
 from localml.store import ACTIVE_STATUSES
@@ -50,6 +52,7 @@ class JobRunner:
                 self._set_status("Finalizing")
                 self._store_artifacts(workdir)
                 status, error = self._outcome(return_code)
+                self._record_summary(workdir)
             else:
                 status = "Canceled"
         except Exception as exc:  # the runner's own failure must still end the job with a reason
@@ -161,6 +164,15 @@ class JobRunner:
         ):
             if local.is_dir() and any(local.iterdir()):
                 client.log_artifacts(self.name, str(local), artifact_path)
+
+    def _record_summary(self, workdir: Path) -> None:
+        """Copy the properties a job's program reported (an AutoML job's best run) into the job's record."""
+        summary_file = self.record.get("summary_file")
+        if not summary_file or not (workdir / summary_file).is_file():
+            return
+        summary = json.loads((workdir / summary_file).read_text())
+        self.record["properties"] = {key: str(summary[key]) for key in SUMMARY_PROPERTIES if summary.get(key) is not None}
+        self.catalog.update_job(self.name, record=self.record)
 
     def _outcome(self, return_code: int) -> tuple[str, str | None]:
         if self.stop_reason == "canceled":

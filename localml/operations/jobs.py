@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Iterator
 
 from azure.ai.ml.entities import CommandJob, Job, JobService
+from azure.ai.ml.entities._job.automl.automl_job import AutoMLJob
 from azure.ai.ml.entities._builders import BaseNode
 from azure.ai.ml.exceptions import ErrorCategory, JobException
 
+from localml.automl.submit import automl_command, pin_inputs, staging_folder
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
 from localml.execution.command import PreparedCommand, check_placeholders, output_uri, resolve_input, upload_code
 from localml.execution.processes import is_alive, start_time, stop_group
@@ -59,8 +61,6 @@ class JobOperations:
         self._faults.before("jobs.create_or_update")
         if isinstance(job, BaseNode) and hasattr(job, "_to_job"):
             job = job._to_job()
-        if not isinstance(job, CommandJob):
-            raise UnsupportedFeatureError(f"{type(job).__name__} jobs yet", "Command jobs run on localml today.")
         job.description = description or job.description
         job.compute = compute or job.compute
         job.tags = {**(job.tags or {}), **(tags or {})}
@@ -78,14 +78,27 @@ class JobOperations:
         spec, record = self._prepare(job)
         tracking = self._workspace.tracking
         record["experiment_id"] = tracking.create_run(
-            job.name, job.experiment_name, job.display_name or job.name, {"localml.job_type": "command"}
+            job.name, job.display_name or job.name, {"localml.job_type": job.type}, experiment_name=job.experiment_name
         )
         self._catalog.insert_job(job.name, spec.get("compute") or "local", spec, record)
         self._start_runner(job.name)
         self._faults.after("jobs.create_or_update")
         return self.get(job.name)
 
-    def _prepare(self, job: CommandJob) -> tuple[dict, dict]:
+    def _prepare(self, job: Job) -> tuple[dict, dict]:
+        """The job's stored spec (local paths uploaded, ``@latest`` pinned) and what its runner needs."""
+        if isinstance(job, CommandJob):
+            return self._prepare_command(job)
+        if isinstance(job, AutoMLJob):
+            with staging_folder() as staging:
+                internal = automl_command(job, self._data, Path(staging))
+                _, record = self._prepare_command(internal)
+            pin_inputs(job, internal.inputs)
+            record["summary_file"] = "outputs/automl_summary.json"
+            return job._to_dict(), record
+        raise UnsupportedFeatureError(f"{type(job).__name__} jobs yet", "Command and AutoML jobs run on localml today.")
+
+    def _prepare_command(self, job: CommandJob) -> tuple[dict, dict]:
         inputs = dict(job.inputs or {})
         outputs = dict(job.outputs or {})
         check_placeholders(job.command, inputs, outputs, job.name)
@@ -178,6 +191,7 @@ class JobOperations:
         }
         job.properties = {
             **(job.properties or {}),
+            **row["record"].get("properties", {}),
             "localml.error": row["error"] or "",
             "mlflow.experiment_id": experiment_id,
         }

@@ -1,0 +1,1 @@
+"""AutoML jobs on localml: Azure's classification and regression jobs, searched by FLAML."""

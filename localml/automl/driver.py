@@ -1,0 +1,289 @@
+"""The program an AutoML job runs: ``python -m localml.automl.driver --config automl.json --training_data ...``.
+
+It featurizes the data, lets FLAML search algorithms and hyperparameters under the job's
+limits, records one MLflow child run per trial (``<job>_<n>``, as Azure names them), saves
+the best model with its featurization as an MLflow model, explains it when asked, and
+writes ``outputs/automl_summary.json`` with the guardrails and the best run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from localml.automl.featurization import FeaturizationPlan, as_records, check_training_table, plan_featurization
+from localml.automl.metrics import classification_metrics, loss, regression_metrics
+from localml.automl.settings import CLASSIFICATION_ALGORITHMS, REGRESSION_ALGORITHMS, AutoMLSettings
+from localml.mltable import load_mltable
+from localml.tracking import Tracking
+
+SUMMARY_FILE = "automl_summary.json"
+MODEL_FOLDER = "mlflow-model"
+#: Seconds kept back from the search for saving, testing and explaining the best model.
+FINISHING_RESERVE_SECONDS = 15.0
+RANDOM_STATE = 0
+
+
+def log(message: str) -> None:
+    print(f"[automl] {message}", flush=True)
+
+
+class ExitScoreReached:
+    """Ends FLAML's search once a trial reaches the job's exit_score.
+
+    FLAML has no stop hook; shrinking its time budget to zero ends the search after the
+    current trial (the same check FLAML makes when the budget runs out).
+    """
+
+    def __init__(self, exit_score: float | None, maximize: bool):
+        self.exit_score, self.maximize, self.automl = exit_score, maximize, None
+
+    def check(self, score: float) -> None:
+        if self.exit_score is None or self.automl is None:
+            return
+        if (score >= self.exit_score) if self.maximize else (score <= self.exit_score):
+            self.automl._state.time_budget = 0
+
+
+class Search:
+    def __init__(self, settings: AutoMLSettings, train: pd.DataFrame, validation: pd.DataFrame | None, plan: FeaturizationPlan):
+        self.settings = settings
+        self.plan = plan
+        target = settings.target_column
+        self.featurizer = plan.featurizer(settings.blocked_transformers).fit(train[plan.feature_columns])
+        self.classes = None
+        labels = train[target]
+        if settings.task == "classification":
+            self.classes = sorted(pd.concat([labels, validation[target]]).unique() if validation is not None else labels.unique())
+        self.y = self.encode(labels)
+        self.X = self.featurizer.transform(train[plan.feature_columns])
+        self.X_val = self.y_val = None
+        if validation is not None:
+            self.X_val = self.featurizer.transform(validation[plan.feature_columns])
+            self.y_val = self.encode(validation[target])
+        self.target_range = float(np.ptp(labels)) if settings.task == "regression" else 0.0
+        self.exit = ExitScoreReached(settings.exit_score, settings.maximize)
+
+    def encode(self, labels: pd.Series) -> np.ndarray:
+        if self.classes is None:
+            return labels.to_numpy(dtype=float)
+        index = {label: i for i, label in enumerate(self.classes)}
+        return labels.map(index).to_numpy()
+
+    def scores(self, estimator, X, y) -> dict[str, float]:
+        if self.settings.task == "classification":
+            return classification_metrics(y, estimator.predict_proba(X), len(self.classes))
+        return regression_metrics(y, estimator.predict(X), self.target_range)
+
+    def metric(self, X_val, y_val, estimator, labels, X_train, y_train, *args, **kwargs):
+        """FLAML's custom metric: the primary metric as a loss, and every Azure metric for the trial's record."""
+        values = self.scores(estimator, X_val, y_val)
+        primary = values.get(self.settings.primary_metric, 0.0)
+        self.exit.check(primary)
+        return loss(primary, self.settings.maximize), values
+
+    def run(self, time_budget: float, log_file: Path):
+        from flaml import AutoML
+
+        settings = self.settings
+        automl = AutoML()
+        self.exit.automl = automl
+        options = dict(
+            task=settings.task,
+            metric=self.metric,
+            estimator_list=settings.estimators,
+            time_budget=time_budget,
+            max_iter=settings.max_trials,
+            early_stop=settings.early_termination,
+            ensemble=settings.stack_ensemble,
+            log_file_name=str(log_file),
+            log_type="all",
+            skip_transform=True,
+            seed=RANDOM_STATE,
+            n_jobs=-1,
+            verbose=1,
+        )
+        if settings.trial_timeout_seconds:
+            options["train_time_limit"] = settings.trial_timeout_seconds
+        if self.X_val is not None:
+            options.update(X_val=self.X_val, y_val=self.y_val, eval_method="holdout")
+        elif settings.n_cross_validations:
+            options.update(eval_method="cv", n_splits=settings.n_cross_validations)
+        else:
+            options.update(eval_method="holdout", split_ratio=settings.validation_data_size)
+        automl.fit(self.X, self.y, **options)
+        return automl
+
+
+def validation_method(settings: AutoMLSettings, rows: int, has_validation_data: bool) -> str:
+    """Choose as Azure does when the job leaves it open: cross-validation for small data, a holdout for large."""
+    if has_validation_data:
+        return "Validated on the given validation data."
+    if settings.n_cross_validations is None and settings.validation_data_size is None:
+        if rows < 20000:
+            settings.n_cross_validations = 10 if rows < 1000 else 3
+        else:
+            settings.validation_data_size = 0.1
+    if settings.n_cross_validations:
+        return f"{settings.n_cross_validations}-fold cross-validation on {rows} rows."
+    return f"Holdout of {settings.validation_data_size:.0%} of {rows} rows for validation."
+
+
+def read_trials(log_file: Path, started: float) -> list[dict]:
+    trials = []
+    for line in log_file.read_text().splitlines():
+        record = json.loads(line)
+        if "record_id" in record:
+            record["started"] = started + record["wall_clock_time"] - record["trial_time"]
+            record["ended"] = started + record["wall_clock_time"]
+            trials.append(record)
+    return trials
+
+
+def record_child_runs(tracking: Tracking, parent: str, experiment_id: str, trials: list[dict], settings: AutoMLSettings) -> dict:
+    """One MLflow run per trial, named ``<parent>_<n>`` like Azure's child runs; returns the best trial."""
+    names = {v: k for k, v in (CLASSIFICATION_ALGORITHMS if settings.task == "classification" else REGRESSION_ALGORITHMS).items()}
+    client = tracking.client
+    best = min(trials, key=lambda t: t["validation_loss"])
+    for number, trial in enumerate(trials):
+        run_id = f"{parent}_{number}"
+        trial["run_id"] = run_id
+        algorithm = names.get(trial["learner"], trial["learner"])
+        trial["algorithm"] = algorithm
+        tracking.create_run(
+            run_id, run_id, {"mlflow.parentRunId": parent, "run_algorithm": algorithm, "automl.trial": str(number)},
+            experiment_id=experiment_id, start_time=trial["started"],
+        )
+        client.log_batch(
+            run_id,
+            metrics=_metric_entities(trial.get("logged_metric") or {}, trial["ended"]),
+            params=_param_entities({"algorithm": algorithm, **trial["config"]}),
+        )
+        client.set_terminated(run_id, status="FINISHED", end_time=int(trial["ended"] * 1000))
+    return best
+
+
+def _metric_entities(values: dict, timestamp: float):
+    from mlflow.entities import Metric
+
+    return [Metric(k, float(v), int(timestamp * 1000), 0) for k, v in values.items() if np.isfinite(v)]
+
+
+def _param_entities(values: dict):
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)[:500]) for k, v in values.items()]
+
+
+def save_model(model, sample: pd.DataFrame, folder: Path) -> None:
+    """Save as an MLflow model whose pickle carries localml's model class by value (no localml needed to load)."""
+    import cloudpickle
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    import localml.automl.model as model_module
+
+    cloudpickle.register_pickle_by_value(model_module)
+    shutil.rmtree(folder, ignore_errors=True)
+    mlflow.sklearn.save_model(
+        model,
+        str(folder),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        signature=infer_signature(sample, model.predict(sample)),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="localml.automl.driver")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--training_data", required=True)
+    parser.add_argument("--validation_data")
+    parser.add_argument("--test_data")
+    parser.add_argument("--best_model", required=True)
+    args = parser.parse_args(argv)
+    started = time.time()
+    settings = AutoMLSettings(**json.loads(Path(args.config).read_text()))
+    for warning in settings.warnings:
+        log(f"warning: {warning}")
+
+    data = load_mltable(args.training_data)
+    check_training_table(data, settings)
+    validation = load_mltable(args.validation_data) if args.validation_data else None
+    test = load_mltable(args.test_data) if args.test_data else None
+    if test is None and settings.test_data_size:
+        from sklearn.model_selection import train_test_split
+
+        stratify = data[settings.target_column] if settings.task == "classification" else None
+        data, test = train_test_split(data, test_size=settings.test_data_size, random_state=RANDOM_STATE, stratify=stratify)
+        log(f"held out {len(test)} rows ({settings.test_data_size:.0%}) as test data")
+    method = validation_method(settings, len(data), validation is not None)
+    plan = plan_featurization(data, settings, method)
+    for guardrail in plan.guardrails:
+        log(f"guardrail {guardrail.name}: {guardrail.status}. {guardrail.description}")
+    for column, reason in plan.dropped.items():
+        log(f"column {column} {reason}")
+
+    search = Search(settings, data, validation, plan)
+    budget = settings.timeout_seconds - (time.time() - started) - FINISHING_RESERVE_SECONDS
+    log(f"searching {', '.join(settings.estimators)} for the best {settings.primary_metric} within {max(budget, 1):.0f} s")
+    log_file = Path("logs") / "flaml.log"
+    log_file.parent.mkdir(exist_ok=True)
+    search_started = time.time()
+    automl = search.run(max(budget, 1.0), log_file)
+
+    tracking = Tracking.for_uri(os.environ["MLFLOW_TRACKING_URI"])
+    parent = os.environ["MLFLOW_RUN_ID"]
+    trials = read_trials(log_file, search_started)
+    best = record_child_runs(tracking, parent, os.environ["MLFLOW_EXPERIMENT_ID"], trials, settings)
+    log(f"{len(trials)} trials; best: {best['run_id']} ({best['algorithm']}), "
+        f"{settings.primary_metric} = {best['logged_metric'].get(settings.primary_metric, float('nan')):.4f}")
+
+    from localml.automl.model import AutoMLModel
+
+    estimator = getattr(automl.model, "estimator", automl.model)
+    model = AutoMLModel(search.featurizer, estimator, plan.feature_columns, search.classes)
+    model_dir = Path("outputs") / MODEL_FOLDER
+    save_model(model, data[plan.feature_columns].head(5), model_dir)
+    shutil.copytree(model_dir, args.best_model, dirs_exist_ok=True)
+
+    metrics = {k: v for k, v in best["logged_metric"].items()}
+    if test is not None:
+        test_scores = search.scores(estimator, search.featurizer.transform(test[plan.feature_columns]), search.encode(test[settings.target_column]))
+        metrics.update({f"test_{k}": v for k, v in test_scores.items()})
+        log("test data: " + ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items() if k == settings.primary_metric or k == "accuracy"))
+    tracking.client.log_batch(parent, metrics=_metric_entities(metrics, time.time()))
+    tracking.client.set_tag(parent, "automl_best_child_run_id", best["run_id"])
+
+    explanation = None
+    if settings.explain:
+        from localml.automl.explain import explain_model
+
+        explanation = explain_model(model, data[plan.feature_columns], settings.task, Path("outputs") / "explanations")
+        log("explanations written to outputs/explanations")
+
+    summary = {
+        "best_child_run_id": best["run_id"],
+        "best_algorithm": best["algorithm"],
+        "best_config": best["config"],
+        "primary_metric": settings.primary_metric,
+        "best_score": best["logged_metric"].get(settings.primary_metric),
+        "metrics": metrics,
+        "trials": len(trials),
+        "guardrails": as_records(plan.guardrails),
+        "dropped_columns": plan.dropped,
+        "explanation": explanation,
+    }
+    Path("outputs", SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    log(f"done in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,178 @@
+"""AutoML featurization as Azure describes it: detect each column's purpose, impute, encode,
+leave out identifiers; and the data guardrails that report what was found and done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from localml.automl.settings import AutoMLSettings
+from localml.errors import LocalMLValidationError
+
+ID_UNIQUE_RATIO = 0.95
+MAX_ONE_HOT_CATEGORIES = 30
+IMBALANCE_RATIO = 0.2
+
+
+@dataclass
+class Guardrail:
+    name: str
+    status: str  # Azure's states: Passed, Done, Alerted
+    description: str
+
+
+@dataclass
+class FeaturizationPlan:
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
+    guardrails: list[Guardrail] = field(default_factory=list)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return self.numeric + self.categorical
+
+    def featurizer(self, blocked_transformers: list[str]) -> ColumnTransformer:
+        """The scikit-learn transformer this plan describes (unfitted)."""
+        one_hot_blocked = {"OneHotEncoder", "HashOneHotEncoder"} & set(blocked_transformers)
+        encoder = (
+            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+            if one_hot_blocked
+            else OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_ONE_HOT_CATEGORIES, sparse_output=False)
+        )
+        parts = []
+        if self.numeric:
+            parts.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler())]), self.numeric))
+        if self.categorical:
+            parts.append(
+                ("categorical", Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("encode", encoder)]), self.categorical)
+            )
+        return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+
+
+def check_training_table(data: pd.DataFrame, settings: AutoMLSettings) -> None:
+    """The checks that must pass before any training starts."""
+    target = settings.target_column
+    if data.empty:
+        raise LocalMLValidationError("The training data has no rows: check the MLTable's paths and filters.")
+    if target not in data.columns:
+        raise LocalMLValidationError(
+            f"Target column '{target}' is not in the training data; its columns are: {', '.join(map(str, data.columns))}."
+        )
+    labels = data[target].dropna()
+    if labels.empty:
+        raise LocalMLValidationError(f"Target column '{target}' has no values.")
+    if settings.task == "classification" and labels.nunique() < 2:
+        raise LocalMLValidationError(
+            f"Target column '{target}' has a single class ({labels.iloc[0]!r}): classification needs at least two."
+        )
+    if settings.task == "regression" and not pd.api.types.is_numeric_dtype(labels):
+        raise LocalMLValidationError(f"Target column '{target}' is not numeric ({labels.dtype}); regression needs numbers.")
+    if data.shape[1] < 2:
+        raise LocalMLValidationError("The training data has no feature columns besides the target.")
+    unknown = sorted(set(settings.column_purposes) - set(data.columns))
+    if unknown:
+        raise LocalMLValidationError(f"Featurization names columns that are not in the data: {', '.join(unknown)}.")
+    if settings.weight_column and settings.weight_column not in data.columns:
+        raise LocalMLValidationError(f"Weight column '{settings.weight_column}' is not in the training data.")
+
+
+def plan_featurization(data: pd.DataFrame, settings: AutoMLSettings, validation: str) -> FeaturizationPlan:
+    """Decide what happens to each feature column, and the guardrails that report it."""
+    features = data.drop(columns=[c for c in (settings.target_column, settings.weight_column) if c])
+    plan = FeaturizationPlan()
+    for column in features.columns:
+        purpose = settings.column_purposes.get(column) or _detect_purpose(features[column])
+        if purpose == "Numeric":
+            if not pd.api.types.is_numeric_dtype(features[column]):
+                converted = pd.to_numeric(features[column], errors="coerce")
+                if converted.notna().sum() < features[column].notna().sum():
+                    raise LocalMLValidationError(f"Column '{column}' is marked Numeric but holds values that are not numbers.")
+            plan.numeric.append(column)
+        elif purpose == "Categorical":
+            plan.categorical.append(column)
+        else:
+            plan.dropped[column] = purpose
+    if settings.featurization == "off":
+        _check_featurization_off(features, plan)
+    if not plan.feature_columns:
+        raise LocalMLValidationError(f"No usable feature columns are left: {plan.dropped}.")
+    plan.guardrails = [
+        Guardrail("Validation split handling", "Done", validation),
+        *_class_balance(data[settings.target_column], settings.task),
+        _missing_values(features[plan.feature_columns]),
+        _high_cardinality(features, plan),
+    ]
+    return plan
+
+
+def _detect_purpose(values: pd.Series) -> str:
+    non_null = values.dropna()
+    unique = non_null.nunique()
+    if unique <= 1:
+        return "ignored: constant"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "ignored: datetime columns are not featurized by localml"
+    looks_like_id = (pd.api.types.is_integer_dtype(values) or not pd.api.types.is_numeric_dtype(values)) and len(non_null) >= 20
+    if looks_like_id and unique / len(non_null) > ID_UNIQUE_RATIO:
+        return "ignored: identifier (almost every value is unique)"
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return "Categorical"
+    return "Numeric"
+
+
+def _check_featurization_off(features: pd.DataFrame, plan: FeaturizationPlan) -> None:
+    problems = [c for c in plan.categorical if not pd.api.types.is_numeric_dtype(features[c])]
+    problems += [c for c in plan.feature_columns if features[c].isna().any()]
+    if problems:
+        raise LocalMLValidationError(
+            f"Featurization is off, but columns {sorted(set(problems))} are not numeric or have missing values. "
+            "Turn featurization on (mode='auto') or clean the data."
+        )
+    plan.numeric, plan.categorical = plan.feature_columns, []
+
+
+def _class_balance(target: pd.Series, task: str) -> list[Guardrail]:
+    if task != "classification":
+        return []
+    counts = target.value_counts()
+    ratio = counts.min() / counts.max()
+    if ratio < IMBALANCE_RATIO:
+        return [Guardrail(
+            "Class balancing detection", "Alerted",
+            f"The smallest class ({counts.idxmin()!r}, {counts.min()} rows) has {ratio:.0%} of the rows of the largest; "
+            "consider a metric that handles imbalance, such as AUC_weighted.",
+        )]
+    return [Guardrail("Class balancing detection", "Passed", f"Classes are balanced (smallest/largest = {ratio:.2f}).")]
+
+
+def _missing_values(features: pd.DataFrame) -> Guardrail:
+    missing = {c: int(n) for c, n in features.isna().sum().items() if n}
+    if not missing:
+        return Guardrail("Missing feature values imputation", "Passed", "No missing values in the features.")
+    listed = ", ".join(f"{c} ({n})" for c, n in missing.items())
+    return Guardrail("Missing feature values imputation", "Done", f"Imputed (numbers: mean, categories: most frequent): {listed}.")
+
+
+def _high_cardinality(features: pd.DataFrame, plan: FeaturizationPlan) -> Guardrail:
+    identifiers = [c for c, why in plan.dropped.items() if why.startswith("ignored: identifier")]
+    grouped = [c for c in plan.categorical if features[c].nunique() > MAX_ONE_HOT_CATEGORIES]
+    if not identifiers and not grouped:
+        return Guardrail("High cardinality feature detection", "Passed", "No high-cardinality features.")
+    notes = []
+    if identifiers:
+        notes.append(f"left out as identifiers: {', '.join(identifiers)}")
+    if grouped:
+        notes.append(f"rare categories grouped (top {MAX_ONE_HOT_CATEGORIES} kept): {', '.join(grouped)}")
+    return Guardrail("High cardinality feature detection", "Done", "; ".join(notes) + ".")
+
+
+def as_records(guardrails: list[Guardrail]) -> list[dict]:
+    return [vars(g) for g in guardrails]
+
