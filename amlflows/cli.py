@@ -1,6 +1,7 @@
 """``amlflows``: run the lifecycle flows from a terminal.
 
-    amlflows run train                                  # the bundled diabetes sample, on localml
+    amlflows run baseline                               # AutoML on the bundled diabetes sample, on localml
+    amlflows run train                                  # your own training script as a command job
     amlflows run train --hyperparameters max_iter=200 learning_rate=0.05
     amlflows run train --workspace azure --compute cpu-cluster
 
@@ -23,9 +24,11 @@ from pydantic import BaseModel, ValidationError
 # offline by default: Prefect's server would otherwise try to send usage telemetry
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from flows.baseline import BaselineParameters, baseline
 from flows.train import TrainParameters, train
 
 FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
+    "baseline": (baseline, BaselineParameters),
     "train": (train, TrainParameters),
 }
 
@@ -58,6 +61,8 @@ def _add_field_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
             annotation = next((a for a in args if a is not type(None)), str)
         if annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(annotation) is list:
+            parser.add_argument(flag, dest=name, nargs="+", metavar="VALUE", default=None, help=help_text)
         elif typing.get_origin(annotation) is dict:
             parser.add_argument(flag, dest=name, nargs="+", metavar="KEY=VALUE", default=None, help=help_text)
         elif typing.get_origin(annotation) is Literal:
@@ -83,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run_flow(name: str, options: dict[str, Any]) -> int:
     flow_function, model = FLOWS[name]
     values = {k: v for k, v in options.items() if v is not None}
+    mappings = {k for k, f in model.model_fields.items() if typing.get_origin(f.annotation) is dict}
     for key, value in list(values.items()):
-        if isinstance(value, list):
+        if key in mappings:
             try:
                 values[key] = _parse_mapping(value)
             except argparse.ArgumentTypeError as error:

@@ -46,7 +46,36 @@ class OutputSpec(BaseModel):
     type: Literal["uri_folder", "uri_file", "mlflow_model", "custom_model"] = "uri_folder"
 
 
-class CommandJobSpec(BaseModel):
+class JobSpec(BaseModel):
+    """What every job spec offers ``submit_job``: its data inputs, its local paths, its entity."""
+
+    experiment_name: str = "amlflows"
+
+    def data_inputs(self) -> dict[str, InputSpec]:
+        raise NotImplementedError
+
+    def with_data_inputs(self, inputs: dict[str, InputSpec]) -> "JobSpec":
+        raise NotImplementedError
+
+    def with_paths_replaced(self, replacements: dict[str, str]) -> "JobSpec":
+        """A copy whose local paths are replaced (by their content hashes, for a cache key)."""
+        return self.with_data_inputs(
+            {k: v.model_copy(update={"path": replacements.get(v.path, v.path)}) for k, v in self.data_inputs().items()}
+        )
+
+    def local_paths(self) -> list[str]:
+        return [v.path for v in self.data_inputs().values() if is_local_path(v.path)]
+
+    def to_job(self, name: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def _check_local_paths(self) -> None:
+        for path in self.local_paths():
+            if not Path(path).expanduser().exists():
+                raise ValueError(f"Local path '{path}' does not exist (looked in {Path.cwd()}). Fix the path.")
+
+
+class CommandJobSpec(JobSpec):
     """A command job as plain data (so it can be a flow parameter and a cache key)."""
 
     command: str = Field(description="Shell command; ${{inputs.x}} and ${{outputs.y}} are filled in")
@@ -55,7 +84,6 @@ class CommandJobSpec(BaseModel):
     inputs: dict[str, InputSpec | StrictBool | StrictInt | StrictFloat | str] = Field(default_factory=dict)
     outputs: dict[str, OutputSpec] = Field(default_factory=dict)
     compute: str | None = Field(default=None, description="Compute target; None runs on the workspace's default")
-    experiment_name: str = "amlflows"
     display_name: str | None = None
     environment_variables: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
@@ -63,14 +91,21 @@ class CommandJobSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "CommandJobSpec":
         check_placeholders(self.command, self.inputs, self.outputs, self.display_name or self.experiment_name)
-        for path in [self.code, *(v.path for v in self.inputs.values() if isinstance(v, InputSpec))]:
-            if path and is_local_path(path) and not Path(path).expanduser().exists():
-                raise ValueError(f"Local path '{path}' does not exist (looked in {Path.cwd()}). Fix the path.")
+        self._check_local_paths()
         return self
 
+    def data_inputs(self) -> dict[str, InputSpec]:
+        return {k: v for k, v in self.inputs.items() if isinstance(v, InputSpec)}
+
+    def with_data_inputs(self, inputs: dict[str, InputSpec]) -> "CommandJobSpec":
+        return self.model_copy(update={"inputs": {**self.inputs, **inputs}})
+
+    def with_paths_replaced(self, replacements: dict[str, str]) -> "CommandJobSpec":
+        copy = super().with_paths_replaced(replacements)
+        return copy.model_copy(update={"code": replacements.get(self.code, self.code)})
+
     def local_paths(self) -> list[str]:
-        paths = [self.code] if self.code and is_local_path(self.code) else []
-        return paths + [v.path for v in self.inputs.values() if isinstance(v, InputSpec) and is_local_path(v.path)]
+        return ([self.code] if self.code and is_local_path(self.code) else []) + super().local_paths()
 
     def to_job(self, name: str | None = None) -> Any:
         """The ``azure.ai.ml`` command job entity this spec describes."""
@@ -114,19 +149,10 @@ class JobTimeoutError(RuntimeError):
     """The job ran past the wait's timeout and was canceled."""
 
 
-def job_cache_key(spec: CommandJobSpec, workspace: str) -> str:
+def job_cache_key(spec: JobSpec, workspace: str) -> str:
     """Task identity + canonical job spec + content of every local input + workspace identity."""
     hashes = {path: content_hash(path) for path in spec.local_paths()}
-    placeholders = {path: f"sha256-{digest[:32]}" for path, digest in hashes.items()}
-    canonical = spec.model_copy(
-        update={
-            "code": placeholders.get(spec.code, spec.code),
-            "inputs": {
-                k: v.model_copy(update={"path": placeholders.get(v.path, v.path)}) if isinstance(v, InputSpec) else v
-                for k, v in spec.inputs.items()
-            },
-        }
-    )
+    canonical = spec.with_paths_replaced({path: f"sha256-{digest[:32]}" for path, digest in hashes.items()})
     payload = {
         "task": "submit_job/1",
         "spec": canonical.to_job()._to_dict(),
@@ -135,14 +161,14 @@ def job_cache_key(spec: CommandJobSpec, workspace: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def job_name_for(spec: CommandJobSpec, key: str) -> str:
+def job_name_for(spec: JobSpec, key: str) -> str:
     prefix = re.sub(r"[^a-z0-9]+", "-", spec.experiment_name.lower()).strip("-")[:40] or "job"
     return f"{prefix}-{key[:12]}"
 
 
 @task(name="submit_job", **TRANSIENT_RETRIES)
-def submit_job(workspace: str, spec: CommandJobSpec, refresh: bool = False) -> SubmittedJob:
-    """Submit a command job, or re-attach to the job this exact spec already started.
+def submit_job(workspace: str, spec: JobSpec, refresh: bool = False) -> SubmittedJob:
+    """Submit a job (command or AutoML), or re-attach to the job this exact spec already started.
 
     The job's name derives from the spec's cache key. If a job of that name exists and has
     not failed, it is re-attached; a failed or canceled one is followed by a new attempt
@@ -274,13 +300,12 @@ def _find_job(client: Any, name: str) -> Any | None:
         return None
 
 
-def _pin_latest_versions(client: Any, spec: CommandJobSpec) -> CommandJobSpec:
+def _pin_latest_versions(client: Any, spec: JobSpec) -> JobSpec:
     """``azureml:name@latest`` becomes the version it means now, so the cache key follows new data versions."""
-    inputs = dict(spec.inputs)
-    for key, value in spec.inputs.items():
-        if isinstance(value, InputSpec) and value.path.startswith("azureml:") and value.path.endswith("@latest"):
+    pinned = {}
+    for key, value in spec.data_inputs().items():
+        if value.path.startswith("azureml:") and value.path.endswith("@latest"):
             name = value.path[len("azureml:"): -len("@latest")]
             version = client.data.get(name, label="latest").version
-            inputs[key] = value.model_copy(update={"path": f"azureml:{name}:{version}"})
-    return spec.model_copy(update={"inputs": inputs})
-
+            pinned[key] = value.model_copy(update={"path": f"azureml:{name}:{version}"})
+    return spec.with_data_inputs(pinned) if pinned else spec

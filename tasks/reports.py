@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+
 from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+
+from tasks.automl import AutoMLSummary, Trial
+
+LEADERBOARD_ROWS = 25
 
 
 def _metrics_table(metrics: dict[str, float]) -> str:
@@ -40,4 +51,67 @@ def publish_training_summary(
     create_markdown_artifact(markdown=markdown, key="train-summary", description=f"Training job {job_name}")
     if studio_url:
         create_link_artifact(link=studio_url, link_text=f"MLflow run {job_name}", key="train-mlflow-run")
+    return markdown
+
+
+@task(name="publish_baseline_report")
+def publish_baseline_report(
+    job_name: str,
+    summary: AutoMLSummary,
+    leaderboard: list[Trial],
+    model_reference: str,
+    data_reference: str,
+    studio_url: str | None,
+    reused: bool,
+) -> str:
+    """Artifacts of an AutoML baseline: a markdown summary, the leaderboard and guardrail tables,
+    and the feature-importance chart; returns the summary markdown.
+
+    Example:
+        ```python
+        publish_baseline_report(job.name, summary, board, model.reference, data.reference, result.studio_url, False)
+        ```
+    """
+    metric = summary.primary_metric or "score"
+    origin = "re-attached to an existing job: nothing was retrained" if reused else "trained in this run"
+    test_metrics = {k: v for k, v in summary.metrics.items() if k.startswith("test_")}
+    importance = "\n".join(f"| {name} | {value:.4f} |" for name, value in summary.feature_importance.items())
+    validation_metrics = {k: v for k, v in summary.metrics.items() if k not in test_metrics}
+    lines = [f"# AutoML baseline `{job_name}`", "", f"**Status:** Completed ({origin})  "]
+    if summary.score is not None:
+        lines.append(f"**Best model:** {summary.algorithm} (run `{summary.best_run_id}`), {metric} = {summary.score:.4f}  ")
+    lines += [
+        f"**Trials:** {len(leaderboard)}  ",
+        f"**Registered:** `{model_reference}` from data `{data_reference}`  ",
+        f"**MLflow run:** {f'[{job_name}]({studio_url})' if studio_url else job_name}",
+        "",
+        "## Validation metrics of the best model",
+        "",
+        _metrics_table(validation_metrics),
+    ]
+    markdown = "\n".join(lines) + "\n"
+    if test_metrics:
+        markdown += f"\n## Held-out test data\n\n{_metrics_table(test_metrics)}\n"
+    if importance:
+        markdown += f"\n## Feature importance (mean |SHAP|)\n\n| feature | importance |\n|---|---|\n{importance}\n"
+    create_markdown_artifact(markdown=markdown, key="baseline-summary", description=f"AutoML job {job_name}")
+    create_table_artifact(
+        table=[
+            {"rank": rank, "run": t.run_id, "algorithm": t.algorithm, metric: round(t.score, 4) if t.score is not None else None,
+             "seconds": round(t.duration_seconds, 1) if t.duration_seconds else None}
+            for rank, t in enumerate(leaderboard[:LEADERBOARD_ROWS], start=1)
+        ],
+        key="baseline-leaderboard",
+        description=f"Top {LEADERBOARD_ROWS} trials of {job_name} by {metric}",
+    )
+    if summary.guardrails:
+        create_table_artifact(table=summary.guardrails, key="baseline-guardrails", description="Data guardrails")
+    if summary.importance_png:
+        encoded = base64.b64encode(summary.importance_png).decode()
+        create_image_artifact(
+            image_url=f"data:image/png;base64,{encoded}", key="baseline-feature-importance",
+            description=f"Feature importance of the best model of {job_name}",
+        )
+    if studio_url:
+        create_link_artifact(link=studio_url, link_text=f"MLflow run {job_name}", key="baseline-mlflow-run")
     return markdown

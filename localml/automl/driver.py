@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -202,6 +203,8 @@ def save_model(model, sample: pd.DataFrame, folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # cloudpickle is chosen on purpose (see save_model); MLflow's notice about it is noise in the job log
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="localml.automl.driver")
     parser.add_argument("--config", required=True)
     parser.add_argument("--training_data", required=True)
@@ -221,8 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     if test is None and settings.test_data_size:
         from sklearn.model_selection import train_test_split
 
-        stratify = data[settings.target_column] if settings.task == "classification" else None
-        data, test = train_test_split(data, test_size=settings.test_data_size, random_state=RANDOM_STATE, stratify=stratify)
+        data, test = train_test_split(data, test_size=settings.test_data_size, random_state=RANDOM_STATE)
         log(f"held out {len(test)} rows ({settings.test_data_size:.0%}) as test data")
     method = validation_method(settings, len(data), validation is not None)
     plan = plan_featurization(data, settings, method)

@@ -1,0 +1,263 @@
+"""AutoML: a typed spec for Azure's classification / regression jobs, and reading their results.
+
+Submit and wait with ``tasks.jobs.submit_job`` / ``wait_for_job``: an AutoML job is a job like any
+other. What is particular to AutoML is read here: the leaderboard of trials (one MLflow child run
+each) and the summary (best run, data guardrails, feature importance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import get_run_logger, task
+from pydantic import BaseModel, Field, model_validator
+
+from localml.automl.settings import (
+    CLASSIFICATION_ALGORITHMS,
+    CLASSIFICATION_METRICS,
+    MINIMIZED_METRICS,
+    REGRESSION_ALGORITHMS,
+    REGRESSION_METRICS,
+    canonical,
+)
+from tasks.jobs import InputSpec, JobSpec
+from tasks.retries import TRANSIENT_RETRIES
+from tasks.workspace import get_client
+
+# downloads are a few small files: MLflow's progress bars would only clutter the run log
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+SUMMARY_ARTIFACT = "outputs/automl_summary.json"
+IMPORTANCE_IMAGE_ARTIFACT = "outputs/explanations/feature_importance.png"
+
+
+class AutoMLJobSpec(JobSpec):
+    """An AutoML classification or regression job as plain data; names are Azure's."""
+
+    task: Literal["classification", "regression"] = "classification"
+    training_data: InputSpec = Field(description="MLTable training data")
+    target_column: str = Field(description="The column to predict")
+    primary_metric: str | None = Field(None, description="Azure's metric name, e.g. AUC_weighted; task default if empty")
+    validation_data: InputSpec | None = None
+    test_data: InputSpec | None = None
+    validation_data_size: float | None = Field(None, gt=0, lt=1)
+    test_data_size: float | None = Field(None, gt=0, lt=1)
+    n_cross_validations: int | None = Field(None, ge=2)
+    timeout_minutes: float = Field(15, gt=0)
+    trial_timeout_minutes: float | None = Field(None, gt=0)
+    max_trials: int | None = Field(None, ge=1)
+    max_concurrent_trials: int = Field(1, ge=1)
+    enable_early_termination: bool = True
+    exit_score: float | None = None
+    allowed_algorithms: list[str] = Field(default_factory=list)
+    blocked_algorithms: list[str] = Field(default_factory=list)
+    enable_stack_ensemble: bool = False
+    enable_vote_ensemble: bool = False
+    featurization: Literal["auto", "off"] = "auto"
+    blocked_transformers: list[str] = Field(default_factory=list)
+    column_purposes: dict[str, str] = Field(default_factory=dict)
+    enable_model_explainability: bool = True
+    compute: str | None = None
+    display_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "AutoMLJobSpec":
+        for key, value in self.data_inputs().items():
+            if value.type != "mltable":
+                raise ValueError(
+                    f"AutoML {key} must be MLTable data (type 'mltable'), got '{value.type}'. "
+                    "Point at a folder with an MLTable file, or an mltable data asset."
+                )
+        metrics = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        if self.primary_metric is not None:
+            self.primary_metric = canonical(self.primary_metric, metrics, f"primary metric for {self.task}")
+        algorithms = CLASSIFICATION_ALGORITHMS if self.task == "classification" else REGRESSION_ALGORITHMS
+        self.allowed_algorithms = [canonical(a, algorithms, f"{self.task} algorithm") for a in self.allowed_algorithms]
+        self.blocked_algorithms = [canonical(a, algorithms, f"{self.task} algorithm") for a in self.blocked_algorithms]
+        self._check_local_paths()
+        return self
+
+    @property
+    def maximize(self) -> bool:
+        return self.primary_metric not in MINIMIZED_METRICS
+
+    def data_inputs(self) -> dict[str, InputSpec]:
+        inputs = {"training_data": self.training_data, "validation_data": self.validation_data, "test_data": self.test_data}
+        return {k: v for k, v in inputs.items() if v is not None}
+
+    def with_data_inputs(self, inputs: dict[str, InputSpec]) -> "AutoMLJobSpec":
+        return self.model_copy(update=inputs)
+
+    def to_job(self, name: str | None = None) -> Any:
+        """The ``azure.ai.ml.automl`` job entity this spec describes."""
+        from azure.ai.ml import Input, automl
+
+        def data(value: InputSpec | None):
+            return None if value is None else Input(type=value.type, path=value.path)
+
+        factory = automl.classification if self.task == "classification" else automl.regression
+        job = factory(
+            training_data=data(self.training_data),
+            validation_data=data(self.validation_data),
+            test_data=data(self.test_data),
+            target_column_name=self.target_column,
+            primary_metric=self.primary_metric,
+            validation_data_size=self.validation_data_size,
+            test_data_size=self.test_data_size,
+            n_cross_validations=self.n_cross_validations,
+            enable_model_explainability=self.enable_model_explainability,
+            compute=self.compute,
+            experiment_name=self.experiment_name,
+            display_name=self.display_name,
+            tags=self.tags,
+            name=name,
+        )
+        job.set_limits(
+            timeout_minutes=self.timeout_minutes,
+            trial_timeout_minutes=self.trial_timeout_minutes,
+            max_trials=self.max_trials,
+            max_concurrent_trials=self.max_concurrent_trials,
+            enable_early_termination=self.enable_early_termination,
+            exit_score=self.exit_score,
+        )
+        job.set_training(
+            allowed_training_algorithms=self.allowed_algorithms or None,
+            blocked_training_algorithms=self.blocked_algorithms or None,
+            enable_stack_ensemble=self.enable_stack_ensemble,
+            enable_vote_ensemble=self.enable_vote_ensemble,
+        )
+        job.set_featurization(
+            mode=self.featurization,
+            blocked_transformers=self.blocked_transformers or None,
+            column_name_and_types=self.column_purposes or None,
+        )
+        return job
+
+
+class Trial(BaseModel):
+    run_id: str
+    algorithm: str
+    score: float | None = Field(description="The primary metric")
+    metrics: dict[str, float]
+    duration_seconds: float | None = None
+
+
+class AutoMLSummary(BaseModel):
+    best_run_id: str | None
+    algorithm: str | None
+    primary_metric: str | None
+    score: float | None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    guardrails: list[dict[str, str]] = Field(default_factory=list)
+    feature_importance: dict[str, float] = Field(default_factory=dict)
+    importance_png: bytes | None = Field(None, description="The feature importance chart, when explanations were made")
+
+
+def _tracking(workspace: str):
+    from mlflow.tracking import MlflowClient
+
+    client = get_client(workspace)
+    return MlflowClient(tracking_uri=client.workspaces.get(client.workspace_name).mlflow_tracking_uri)
+
+
+@task(name="automl_leaderboard", **TRANSIENT_RETRIES)
+def automl_leaderboard(workspace: str, job_name: str, primary_metric: str) -> list[Trial]:
+    """The AutoML job's trials (its MLflow child runs), best first by the primary metric.
+
+    Example:
+        ```python
+        board = automl_leaderboard("local", job.name, "AUC_weighted")
+        board[0].algorithm, board[0].score
+        ```
+    """
+    tracking = _tracking(workspace)
+    parent = tracking.get_run(job_name)
+    runs = tracking.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{job_name}'", max_results=5000
+    )
+    trials = [
+        Trial(
+            run_id=run.info.run_id,
+            algorithm=run.data.tags.get("run_algorithm") or run.data.params.get("algorithm", "?"),
+            score=run.data.metrics.get(primary_metric),
+            metrics=dict(run.data.metrics),
+            duration_seconds=(run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
+        )
+        for run in runs
+    ]
+    descending = primary_metric not in MINIMIZED_METRICS
+    trials.sort(key=lambda t: (t.score is None, -(t.score or 0) if descending else (t.score or 0)))
+    return trials
+
+
+@task(name="automl_summary", **TRANSIENT_RETRIES)
+def automl_summary(workspace: str, job_name: str) -> AutoMLSummary:
+    """The best run, its metrics (``test_*`` when test data was held out), the data guardrails and
+    the feature importance of an AutoML job.
+
+    Example:
+        ```python
+        summary = automl_summary("local", job.name)
+        [g["status"] for g in summary.guardrails]     # ["Done", "Passed", ...]
+        ```
+    """
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    tracking = _tracking(workspace)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=job_name, artifact_path=SUMMARY_ARTIFACT, dst_path=folder, tracking_uri=tracking.tracking_uri
+            )
+            summary = json.loads(Path(path).read_text())
+        except (MlflowException, OSError):
+            get_run_logger().warning("Job %s has no %s: guardrails and importances are not available", job_name, SUMMARY_ARTIFACT)
+            run = tracking.get_run(job_name)
+            best = run.data.tags.get("automl_best_child_run_id")
+            return AutoMLSummary(best_run_id=best, algorithm=None, primary_metric=None, score=None, metrics=dict(run.data.metrics))
+        image = None
+        if summary.get("explanation"):
+            image_path = mlflow.artifacts.download_artifacts(
+                run_id=job_name, artifact_path=IMPORTANCE_IMAGE_ARTIFACT, dst_path=folder, tracking_uri=tracking.tracking_uri
+            )
+            image = Path(image_path).read_bytes()
+    return AutoMLSummary(
+        best_run_id=summary["best_child_run_id"],
+        algorithm=summary["best_algorithm"],
+        primary_metric=summary["primary_metric"],
+        score=summary["best_score"],
+        metrics=summary["metrics"],
+        guardrails=summary["guardrails"],
+        feature_importance=summary.get("explanation") or {},
+        importance_png=image,
+    )
+
+
+def check_training_data(path: str, target_column: str, task: str) -> None:
+    """Apply AutoML's data checks to a local MLTable folder: a clear error before anything is submitted.
+
+    Data already in a workspace (``azureml:...``) is checked by the workspace at submission.
+    """
+    from localml.automl.featurization import check_training_table
+    from localml.automl.settings import AutoMLSettings
+    from localml.mltable import load_mltable
+    from localml.references import is_local_path
+
+    if not is_local_path(path):
+        return
+    folder = Path(path)
+    if not folder.exists():
+        raise ValueError(f"Data path '{path}' not found (looked in {Path.cwd()}). Give an MLTable folder or azureml:<name>:<version>.")
+    if not (folder / "MLTable").is_file():
+        raise ValueError(
+            f"AutoML needs MLTable data, and '{path}' is not a folder with an MLTable file. "
+            "Put the data file in a folder next to an MLTable file that reads it (see examples/data/diabetes)."
+        )
+    settings = AutoMLSettings(task=task, target_column=target_column, primary_metric="", estimators=[])
+    check_training_table(load_mltable(folder), settings)
