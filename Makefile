@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (Python 3.11+ and pip only):
-#   make demo   set up .venv and run the train flow on the bundled diabetes sample, on localml
+#   make demo   set up .venv and run the baseline flow (AutoML) on the bundled diabetes sample, on localml
 #   make test   set up .venv and run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -17,13 +17,14 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/amlflows run train
+	$(BIN)/amlflows run baseline
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_baseline.py
 
 clean:
 	rm -rf .localml
