@@ -63,3 +63,36 @@ def test_sdk_validation_catches_a_job_without_environment():
     job.environment = None
     with pytest.raises(ValidationException, match="environment is required"):
         job._validate()
+
+
+def test_automl_job_passes_sdk_validation_and_serializes():
+    from tasks.automl import AutoMLJobSpec
+
+    spec = AutoMLJobSpec(
+        training_data=InputSpec(type="mltable", path="azureml:diabetes:1"),
+        target_column="Diabetic",
+        primary_metric="auc_weighted",  # any spelling of Azure's name is accepted and made canonical
+        test_data_size=0.3,
+        timeout_minutes=2,
+        max_trials=10,
+        allowed_algorithms=["light_gbm", "XGBoostClassifier"],
+        compute="cpu-cluster",
+    )
+    assert spec.primary_metric == "AUC_weighted" and spec.allowed_algorithms == ["LightGBM", "XGBoostClassifier"]
+    job = spec.to_job(name="diabetes-automl-0123456789ab")
+    rest = job._to_rest_object()
+    assert rest.properties.task_details.primary_metric == "AUCWeighted"
+    assert rest.properties.task_details.limit_settings.max_trials == 10
+    assert rest.properties.task_details.target_column_name == "Diabetic"
+
+
+def test_automl_spec_rejects_what_azure_would():
+    from tasks.automl import AutoMLJobSpec
+
+    data = InputSpec(type="mltable", path="azureml:diabetes:1")
+    with pytest.raises(ValueError, match="must be MLTable data"):
+        AutoMLJobSpec(training_data=InputSpec(type="uri_file", path="azureml:diabetes-csv:1"), target_column="Diabetic")
+    with pytest.raises(ValueError, match="Unknown primary metric for regression 'accuracy'"):
+        AutoMLJobSpec(task="regression", training_data=data, target_column="BMI", primary_metric="accuracy")
+    with pytest.raises(ValueError, match="Unknown classification algorithm 'ElasticNet'"):
+        AutoMLJobSpec(training_data=data, target_column="Diabetic", blocked_algorithms=["ElasticNet"])
