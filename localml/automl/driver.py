@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from localml.automl.featurization import FeaturizationPlan, as_records, check_training_table, plan_featurization
+from localml.automl.featurization import (
+    FeaturizationPlan, as_records, check_training_table, drop_missing_target, plan_featurization,
+)
 from localml.automl.metrics import classification_metrics, loss, regression_metrics
 from localml.automl.settings import CLASSIFICATION_ALGORITHMS, REGRESSION_ALGORITHMS, AutoMLSettings
 from localml.mltable import load_mltable
@@ -70,6 +72,7 @@ class Search:
         if validation is not None:
             self.X_val = self.featurizer.transform(validation[plan.feature_columns])
             self.y_val = self.encode(validation[target])
+        self.weights = train[settings.weight_column].to_numpy(dtype=float) if settings.weight_column else None
         self.target_range = float(np.ptp(labels)) if settings.task == "regression" else 0.0
         self.exit = ExitScoreReached(settings.exit_score, settings.maximize)
 
@@ -112,6 +115,8 @@ class Search:
             n_jobs=-1,
             verbose=1,
         )
+        if self.weights is not None:
+            options["sample_weight"] = self.weights
         if settings.trial_timeout_seconds:
             options["train_time_limit"] = settings.trial_timeout_seconds
         if self.X_val is not None:
@@ -221,6 +226,16 @@ def main(argv: list[str] | None = None) -> None:
     check_training_table(data, settings)
     validation = load_mltable(args.validation_data) if args.validation_data else None
     test = load_mltable(args.test_data) if args.test_data else None
+    # rows without a target can neither be trained on nor scored: leave them out, as Azure does
+    missing_target = {}
+    data, missing_target["training"] = drop_missing_target(data, settings)
+    if validation is not None:
+        validation, missing_target["validation"] = drop_missing_target(validation, settings)
+    if test is not None:
+        test, missing_target["test"] = drop_missing_target(test, settings)
+    for which, count in missing_target.items():
+        if count:
+            log(f"left out {count} {which} rows whose target '{settings.target_column}' is missing")
     if test is None and settings.test_data_size:
         from sklearn.model_selection import train_test_split
 
@@ -281,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         "trials": len(trials),
         "guardrails": as_records(plan.guardrails),
         "dropped_columns": plan.dropped,
+        "rows_missing_target": missing_target,
         "explanation": explanation,
     }
     Path("outputs", SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))

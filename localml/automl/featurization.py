@@ -4,6 +4,7 @@ leave out identifiers; and the data guardrails that report what was found and do
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -16,6 +17,7 @@ from localml.automl.settings import AutoMLSettings
 from localml.errors import LocalMLValidationError
 
 ID_UNIQUE_RATIO = 0.95
+ID_WORDS = frozenset({"id", "uuid", "guid", "identifier"})
 MAX_ONE_HOT_CATEGORIES = 30
 IMBALANCE_RATIO = 0.2
 
@@ -70,7 +72,7 @@ def check_training_table(data: pd.DataFrame, settings: AutoMLSettings) -> None:
         raise LocalMLValidationError(f"Target column '{target}' has no values.")
     if settings.task == "classification" and labels.nunique() < 2:
         raise LocalMLValidationError(
-            f"Target column '{target}' has a single class ({labels.iloc[0]!r}): classification needs at least two."
+            f"Target column '{target}' has a single class ({_plain(labels.iloc[0])!r}): classification needs at least two."
         )
     if settings.task == "regression" and not pd.api.types.is_numeric_dtype(labels):
         raise LocalMLValidationError(f"Target column '{target}' is not numeric ({labels.dtype}); regression needs numbers.")
@@ -79,8 +81,22 @@ def check_training_table(data: pd.DataFrame, settings: AutoMLSettings) -> None:
     unknown = sorted(set(settings.column_purposes) - set(data.columns))
     if unknown:
         raise LocalMLValidationError(f"Featurization names columns that are not in the data: {', '.join(unknown)}.")
-    if settings.weight_column and settings.weight_column not in data.columns:
-        raise LocalMLValidationError(f"Weight column '{settings.weight_column}' is not in the training data.")
+    weight = settings.weight_column
+    if weight and weight not in data.columns:
+        raise LocalMLValidationError(f"Weight column '{weight}' is not in the training data.")
+    if weight and (not pd.api.types.is_numeric_dtype(data[weight]) or data[weight].isna().any() or (data[weight] < 0).any()):
+        raise LocalMLValidationError(f"Weight column '{weight}' must hold a non-negative number in every row.")
+
+
+def drop_missing_target(data: pd.DataFrame, settings: AutoMLSettings) -> tuple[pd.DataFrame, int]:
+    """The rows that have a target value, and how many were left out; as Azure does, rows without one are not trained on."""
+    missing = data[settings.target_column].isna()
+    return data[~missing], int(missing.sum())
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, so messages read ``1``, not ``np.int64(1)``."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def plan_featurization(data: pd.DataFrame, settings: AutoMLSettings, validation: str) -> FeaturizationPlan:
@@ -119,12 +135,21 @@ def _detect_purpose(values: pd.Series) -> str:
         return "ignored: constant"
     if pd.api.types.is_datetime64_any_dtype(values):
         return "ignored: datetime columns are not featurized by localml"
-    looks_like_id = (pd.api.types.is_integer_dtype(values) or not pd.api.types.is_numeric_dtype(values)) and len(non_null) >= 20
-    if looks_like_id and unique / len(non_null) > ID_UNIQUE_RATIO:
+    # text that is almost always unique cannot be encoded; an integer column only when its name says it is an id
+    # (an integer measurement such as an income can be almost unique too)
+    is_text = not pd.api.types.is_numeric_dtype(values)
+    named_id = pd.api.types.is_integer_dtype(values) and _named_like_id(str(values.name))
+    if (is_text or named_id) and len(non_null) >= 20 and unique / len(non_null) > ID_UNIQUE_RATIO:
         return "ignored: identifier (almost every value is unique)"
     if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
         return "Categorical"
     return "Numeric"
+
+
+def _named_like_id(name: str) -> bool:
+    """PatientID, patient_id, CustomerId, id: one of the name's words (camelCase or snake_case) is 'id'."""
+    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)
+    return any(word.lower() in ID_WORDS for word in words)
 
 
 def _check_featurization_off(features: pd.DataFrame, plan: FeaturizationPlan) -> None:

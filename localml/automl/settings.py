@@ -41,6 +41,9 @@ REGRESSION_ALGORITHMS = {
     "GradientBoosting": "histgb",
     "XGBoostRegressor": "xgboost",
 }
+#: Azure's algorithm names that localml has no FLAML estimator for: allowing one is an error, blocking one is a no-op.
+UNAVAILABLE_CLASSIFICATION_ALGORITHMS = ("MultinomialNaiveBayes", "BernoulliNaiveBayes", "SVM", "LinearSVM", "DecisionTree")
+UNAVAILABLE_REGRESSION_ALGORITHMS = ("DecisionTree",)
 #: Azure's transformer names that may be blocked; localml's featurization uses only the one-hot encoders.
 KNOWN_TRANSFORMERS = (
     "TextTargetEncoder", "OneHotEncoder", "CatTargetEncoder", "TfIdf", "WoETargetEncoder", "LabelEncoder",
@@ -134,8 +137,15 @@ def settings_from_job(job) -> AutoMLSettings:
 
 def _estimators(training, task: str) -> list[str]:
     table = CLASSIFICATION_ALGORITHMS if task == "classification" else REGRESSION_ALGORITHMS
-    allowed = [canonical(a, table, f"{task} algorithm") for a in (getattr(training, "allowed_training_algorithms", None) or [])]
-    blocked = {canonical(a, table, f"{task} algorithm") for a in (getattr(training, "blocked_training_algorithms", None) or [])}
+    unavailable = UNAVAILABLE_CLASSIFICATION_ALGORITHMS if task == "classification" else UNAVAILABLE_REGRESSION_ALGORITHMS
+    known = (*table, *unavailable)
+    allowed = [canonical(a, known, f"{task} algorithm") for a in (getattr(training, "allowed_training_algorithms", None) or [])]
+    blocked = {canonical(a, known, f"{task} algorithm") for a in (getattr(training, "blocked_training_algorithms", None) or [])}
+    missing = [a for a in allowed if a in unavailable]
+    if missing:
+        raise UnsupportedFeatureError(
+            f"the {task} algorithm(s) {', '.join(missing)}", f"Allow any of: {', '.join(table)}."
+        )
     chosen = [a for a in (allowed or table) if a not in blocked]
     if not chosen:
         raise LocalMLValidationError("Every training algorithm is blocked: allow at least one.")
@@ -178,10 +188,11 @@ def _apply_limits(settings: AutoMLSettings, limits) -> None:
 def _apply_featurization(settings: AutoMLSettings, featurization) -> None:
     if featurization is None:
         return
-    mode = normalize(featurization.mode or "auto")
-    if mode not in ("auto", "off"):
-        raise UnsupportedFeatureError(f"featurization mode '{featurization.mode}'", "Use 'auto' or 'off'.")
-    settings.featurization = mode
+    mode = normalize(getattr(featurization.mode, "value", featurization.mode) or "auto")
+    if mode not in ("auto", "custom", "off"):
+        raise UnsupportedFeatureError(f"featurization mode '{featurization.mode}'", "Use 'auto', 'custom' or 'off'.")
+    # 'custom' is Azure's automatic featurization with the customizations below (column purposes, blocked transformers)
+    settings.featurization = "off" if mode == "off" else "auto"
     settings.blocked_transformers = [
         canonical(t, KNOWN_TRANSFORMERS, "blocked transformer") for t in (featurization.blocked_transformers or [])
     ]
