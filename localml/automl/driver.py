@@ -76,6 +76,14 @@ class Search:
         self.target_range = float(np.ptp(labels)) if settings.task == "regression" else 0.0
         self.exit = ExitScoreReached(settings.exit_score, settings.maximize)
 
+    @property
+    def flaml_task(self) -> str:
+        """FLAML's own task name: it tells binary from multiclass only when it transforms the data itself,
+        and its stacked ensembles need the precise name."""
+        if self.classes is None:
+            return "regression"
+        return "binary" if len(self.classes) == 2 else "multiclass"
+
     def encode(self, labels: pd.Series) -> np.ndarray:
         if self.classes is None:
             return labels.to_numpy(dtype=float)
@@ -101,7 +109,7 @@ class Search:
         automl = AutoML()
         self.exit.automl = automl
         options = dict(
-            task=settings.task,
+            task=self.flaml_task,
             metric=self.metric,
             estimator_list=settings.estimators,
             time_budget=time_budget,
@@ -266,6 +274,14 @@ def main(argv: list[str] | None = None) -> None:
     from localml.automl.model import AutoMLModel
 
     estimator = getattr(automl.model, "estimator", automl.model)
+    algorithm = best["algorithm"]
+    if settings.stack_ensemble:
+        members = [name for name, _ in getattr(automl.model, "estimators", [])]
+        if members:
+            algorithm = "StackEnsemble"
+            log(f"the model is a stacked ensemble of the best {', '.join(members)} configurations")
+        else:
+            log("no stacked ensemble: only one algorithm finished a trial, so the best single model is kept")
     model = AutoMLModel(search.featurizer, estimator, plan.feature_columns, search.classes)
     model_dir = Path("outputs") / MODEL_FOLDER
     save_model(model, data[plan.feature_columns].head(5), model_dir)
@@ -288,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
 
     summary = {
         "best_child_run_id": best["run_id"],
-        "best_algorithm": best["algorithm"],
+        "best_algorithm": algorithm,
         "best_config": best["config"],
         "primary_metric": settings.primary_metric,
         "best_score": best["logged_metric"].get(settings.primary_metric),

@@ -57,7 +57,7 @@ def write_table(folder: Path, frame: pd.DataFrame | None = None, text: str | Non
 
 @pytest.fixture(scope="module")
 def automl_jobs(tmp_path_factory):
-    """One workspace with three AutoML jobs submitted at once: classification (explained), regression, exit_score."""
+    """One workspace with four AutoML jobs submitted at once: classification (explained), regression, exit_score, ensemble."""
     base = tmp_path_factory.mktemp("automl")
     client = LocalMLClient(base / "ws")
 
@@ -97,7 +97,17 @@ def automl_jobs(tmp_path_factory):
     early_exit.set_limits(timeout_minutes=1, max_trials=EXIT_MAX_TRIALS, exit_score=0.5)
     early_exit.set_training(allowed_training_algorithms=["LightGBM"])
 
+    ensemble = automl.classification(
+        training_data=Input(type="mltable", path=str(DIABETES_DIR)),
+        target_column_name="Diabetic",
+        validation_data_size=0.2,
+        experiment_name="automl-ensemble",
+    )
+    ensemble.set_limits(timeout_minutes=1, max_trials=12)
+    ensemble.set_training(allowed_training_algorithms=["LightGBM", "RandomForest"], enable_stack_ensemble=True)
+
     jobs = SimpleNamespace(client=client, base=base, regression_frame=frame)
+    jobs.ensemble = client.jobs.create_or_update(ensemble)
     jobs.classification = client.jobs.create_or_update(classification)
     jobs.regression = client.jobs.create_or_update(regression)
     jobs.exit_score = client.jobs.create_or_update(early_exit)
@@ -599,3 +609,17 @@ def test_weights_must_be_non_negative_numbers():
     settings = AutoMLSettings(task="classification", target_column="y", primary_metric="accuracy", estimators=["lgbm"], weight_column="w")
     with pytest.raises(LocalMLValidationError, match="Weight column 'w' must hold a non-negative number"):
         check_training_table(frame, settings)
+
+
+def test_stack_ensemble_combines_the_best_configurations(automl_jobs, helpers):
+    import mlflow.sklearn
+    from sklearn.ensemble import StackingClassifier
+
+    client, name = automl_jobs.client, automl_jobs.ensemble.name
+    job = finished(helpers, client, name)
+    assert job.properties["best_algorithm"] == "StackEnsemble"
+    model = mlflow.sklearn.load_model(str(client._workspace.resolve_uri(f"azureml://jobs/{name}/outputs/best_model")))
+    assert isinstance(model.estimator, StackingClassifier)
+    assert {member for member, _ in model.estimator.estimators} == {"lgbm", "rf"}
+    predictions = model.predict(pd.read_csv(PATIENTS_CSV))
+    assert set(predictions) <= {0, 1}
