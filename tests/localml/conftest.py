@@ -91,10 +91,10 @@ def ml_client(tmp_path):
     """A LocalMLClient on its own workspace root; jobs a failed test leaves behind are stopped."""
     client = LocalMLClient(tmp_path / "ws")
     yield client
-    _stop_leftover_jobs(client)
+    stop_leftover_jobs(client)
 
 
-def _stop_leftover_jobs(client: LocalMLClient) -> None:
+def stop_leftover_jobs(client: LocalMLClient) -> None:
     catalog = client._workspace.catalog
     for row in catalog.list_jobs():
         if row["status"] in TERMINAL:

@@ -8,14 +8,11 @@ while the first job test waits; each has a tiny budget (LightGBM only, a few tri
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 from azure.ai.ml import Input, automl
 from azure.ai.ml.automl import ClassificationJob, RegressionJob
@@ -25,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from localml import LocalMLClient
+from tests.localml.conftest import stop_leftover_jobs
 from localml.automl.featurization import check_training_table, plan_featurization
 from localml.automl.metrics import classification_metrics, regression_metrics
 from localml.automl.model import AutoMLModel
@@ -112,24 +110,7 @@ def automl_jobs(tmp_path_factory):
     jobs.regression = client.jobs.create_or_update(regression)
     jobs.exit_score = client.jobs.create_or_update(early_exit)
     yield jobs
-    _stop_jobs(client)
-
-
-def _stop_jobs(client: LocalMLClient) -> None:
-    catalog = client._workspace.catalog
-    for row in catalog.list_jobs():
-        if row["status"] in TERMINAL:
-            continue
-        try:
-            client.jobs.begin_cancel(row["name"]).result(timeout=30)
-        except Exception:
-            pass
-        pid = catalog.get_job(row["name"])["pid"]
-        if pid and psutil.pid_exists(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)  # the runner leads its own process group
-            except OSError:
-                pass
+    stop_leftover_jobs(client)
 
 
 def finished(helpers, client: LocalMLClient, name: str) -> Job:
