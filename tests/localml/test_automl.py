@@ -101,7 +101,8 @@ def automl_jobs(tmp_path_factory):
         validation_data_size=0.2,
         experiment_name="automl-ensemble",
     )
-    ensemble.set_limits(timeout_minutes=1, max_trials=12)
+    # the trial count, not the clock, must end this search: a busy machine must not leave one algorithm untried
+    ensemble.set_limits(timeout_minutes=5, max_trials=12)
     ensemble.set_training(allowed_training_algorithms=["LightGBM", "RandomForest"], enable_stack_ensemble=True)
 
     jobs = SimpleNamespace(client=client, base=base, regression_frame=frame)
