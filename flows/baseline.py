@@ -11,13 +11,12 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.automl import AutoMLJobSpec, automl_leaderboard, automl_summary, check_training_data
-from tasks.compute import ComputeSpec, ensure_compute
+from tasks.compute import ComputeSpec, cluster_name, ensure_compute
 from tasks.data import DataSpec, register_data
 from tasks.jobs import InputSpec, submit_job, wait_for_job
 from tasks.models import ModelSpec, register_model
 from tasks.reports import publish_baseline_report
 
-LOCAL_COMPUTE = ("local", "serverless")
 DEFAULT_METRICS = {"classification": "AUC_weighted", "regression": "normalized_root_mean_squared_error"}
 #: Minutes a job may take beyond its AutoML budget (start-up, featurization, saving, explaining).
 WAIT_GRACE_MINUTES = 10
@@ -73,7 +72,7 @@ class BaselineParameters(BaseModel):
             allowed_algorithms=self.allowed_algorithms,
             blocked_algorithms=self.blocked_algorithms,
             enable_model_explainability=self.enable_model_explainability,
-            compute=None if self.compute in LOCAL_COMPUTE else self.compute,
+            compute=cluster_name(self.compute),
             experiment_name=self.experiment_name,
         )
 
@@ -97,7 +96,7 @@ def baseline(params: BaselineParameters | None = None) -> BaselineResult:
     params = params or BaselineParameters()
     workspace = params.workspace
     data = register_data(workspace, DataSpec(name=params.data_name, path=params.data, type="mltable"))
-    if params.compute not in LOCAL_COMPUTE:
+    if cluster_name(params.compute):
         ensure_compute(workspace, ComputeSpec(name=params.compute, max_instances=params.max_instances))
     job = submit_job(workspace, params.job_spec(data.reference), refresh=params.refresh)
     result = wait_for_job(workspace, job.name, timeout_seconds=(params.timeout_minutes + WAIT_GRACE_MINUTES) * 60)

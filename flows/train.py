@@ -12,14 +12,13 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
 from localml.references import is_local_path
-from tasks.compute import ComputeSpec, ensure_compute
+from tasks.compute import ComputeSpec, cluster_name, ensure_compute
 from tasks.data import DataSpec, register_data
 from tasks.jobs import CommandJobSpec, InputSpec, job_metrics, submit_job, wait_for_job
 from tasks.models import ModelSpec, register_model
 from tasks.reports import publish_training_summary
 from tasks.scripts import check_arguments
 
-LOCAL_COMPUTE = ("local", "serverless")
 Hyperparameter = StrictBool | StrictInt | StrictFloat | str
 
 
@@ -69,7 +68,7 @@ class TrainParameters(BaseModel):
             code=str(script.parent),
             environment=self.environment,
             inputs=inputs,
-            compute=None if self.compute in LOCAL_COMPUTE else self.compute,
+            compute=cluster_name(self.compute),
             experiment_name=self.experiment_name,
             display_name=script.stem,
         )
@@ -91,7 +90,7 @@ def train(params: TrainParameters | None = None) -> TrainResult:
     params = params or TrainParameters()
     workspace = params.workspace
     data = register_data(workspace, DataSpec(name=params.data_name, path=params.data, type=params.data_type))
-    if params.compute not in LOCAL_COMPUTE:
+    if cluster_name(params.compute):
         ensure_compute(workspace, ComputeSpec(name=params.compute, max_instances=params.max_instances))
     job = submit_job(workspace, params.job_spec(data.reference), refresh=params.refresh)
     result = wait_for_job(workspace, job.name, timeout_seconds=params.timeout_minutes * 60)

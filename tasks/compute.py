@@ -12,6 +12,15 @@ from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client
 
 
+#: Compute names that mean "no cluster": the job runs on the workspace's default.
+LOCAL_COMPUTE = ("local", "serverless")
+
+
+def cluster_name(compute: str) -> str | None:
+    """The cluster a job should name, or None when ``compute`` means no cluster."""
+    return None if compute in LOCAL_COMPUTE else compute
+
+
 class ComputeSpec(BaseModel):
     name: str = Field(description="Compute cluster name")
     size: str = Field(default="STANDARD_DS11_V2", description="VM size (Azure); ignored by localml")
