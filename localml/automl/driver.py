@@ -123,6 +123,10 @@ class Search:
             n_jobs=-1,
             verbose=1,
         )
+        if settings.stack_ensemble:
+            # FLAML picks the next algorithm by expected gain, which can leave one untried and the ensemble unbuilt;
+            # taking turns gives every allowed algorithm trials to stack
+            options["learner_selector"] = "roundrobin"
         if self.weights is not None:
             options["sample_weight"] = self.weights
         if settings.trial_timeout_seconds:
