@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from localml.automl.submit import SUMMARY_PROPERTIES
+from localml.automl.submit import SUMMARY_PROPERTIES as AUTOML_PROPERTIES
 from localml.execution.command import render_command
+from localml.sweep.submit import SUMMARY_PROPERTIES as SWEEP_PROPERTIES
 from localml.execution.processes import is_alive, stop_tree
 from localml.store import ACTIVE_STATUSES
 from localml.workspace import LocalWorkspace
@@ -171,7 +172,7 @@ class JobRunner:
         if not summary_file or not (workdir / summary_file).is_file():
             return
         summary = json.loads((workdir / summary_file).read_text())
-        self.record["properties"] = {key: str(summary[key]) for key in SUMMARY_PROPERTIES if summary.get(key) is not None}
+        self.record["properties"] = {key: str(summary[key]) for key in (*AUTOML_PROPERTIES, *SWEEP_PROPERTIES) if summary.get(key) is not None}
         self.catalog.update_job(self.name, record=self.record)
 
     def _outcome(self, return_code: int) -> tuple[str, str | None]:

@@ -17,10 +17,12 @@ from typing import Iterator
 
 from azure.ai.ml.entities import CommandJob, Job, JobService
 from azure.ai.ml.entities._job.automl.automl_job import AutoMLJob
+from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
 from azure.ai.ml.entities._builders import BaseNode
 from azure.ai.ml.exceptions import ErrorCategory, JobException
 
 from localml.automl.submit import automl_command, pin_inputs, staging_folder
+from localml.sweep.submit import driver_command, parameter_names, stored_spec, sweep_settings, trial_template
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
 from localml.execution.command import PreparedCommand, check_placeholders, output_uri, resolve_input, upload_code
 from localml.execution.processes import is_alive, start_time, stop_group
@@ -59,6 +61,24 @@ class JobOperations:
     ) -> Job:
         """Validate and submit ``job``; it runs in its own process and outlives the caller."""
         self._faults.before("jobs.create_or_update")
+        job = self._submit(job, description=description, compute=compute, tags=tags, experiment_name=experiment_name)
+        self._faults.after("jobs.create_or_update")
+        return job
+
+    def submit_child(self, job: CommandJob, parent: str) -> Job:
+        """Submit a trial of the sweep job ``parent`` (localml's own use: Azure's sweep service does this)."""
+        return self._submit(job, parent=parent)
+
+    def _submit(
+        self,
+        job: Job,
+        *,
+        description: str | None = None,
+        compute: str | None = None,
+        tags: dict | None = None,
+        experiment_name: str | None = None,
+        parent: str | None = None,
+    ) -> Job:
         if isinstance(job, BaseNode) and hasattr(job, "_to_job"):
             job = job._to_job()
         job.description = description or job.description
@@ -76,13 +96,14 @@ class JobOperations:
                 "Use jobs.get to follow it, or submit with another name."
             )
         spec, record = self._prepare(job)
-        tracking = self._workspace.tracking
-        record["experiment_id"] = tracking.create_run(
-            job.name, job.display_name or job.name, {"localml.job_type": job.type}, experiment_name=job.experiment_name
+        run_tags = {"localml.job_type": job.type, **({"mlflow.parentRunId": parent} if parent else {})}
+        record["experiment_id"] = self._workspace.tracking.create_run(
+            job.name, job.display_name or job.name, run_tags, experiment_name=job.experiment_name
         )
-        self._catalog.insert_job(job.name, spec.get("compute") or "local", spec, record)
+        # a sweep's own process only schedules its trials, so it takes no instance of the compute
+        queue = "local" if record.get("max_instances") is None else spec.get("compute") or "local"
+        self._catalog.insert_job(job.name, queue, spec, record, parent=parent)
         self._start_runner(job.name)
-        self._faults.after("jobs.create_or_update")
         return self.get(job.name)
 
     def _prepare(self, job: Job) -> tuple[dict, dict]:
@@ -96,7 +117,26 @@ class JobOperations:
             pin_inputs(job, internal.inputs)
             record["summary_file"] = "outputs/automl_summary.json"
             return job._to_dict(), record
-        raise UnsupportedFeatureError(f"{type(job).__name__} jobs yet", "Command and AutoML jobs run on localml today.")
+        if isinstance(job, SweepJob):
+            return self._prepare_sweep(job)
+        raise UnsupportedFeatureError(f"{type(job).__name__} jobs yet", "Command, AutoML and sweep jobs run on localml today.")
+
+    def _prepare_sweep(self, job: SweepJob) -> tuple[dict, dict]:
+        settings = sweep_settings(job)
+        template = trial_template(job)
+        template_spec, template_record = self._prepare_command(template)
+        config = {
+            **settings,
+            "root": str(self._workspace.root),
+            "parent": job.name,
+            "template": {k: template_spec.get(k) for k in ("command", "code", "environment", "inputs", "outputs", "compute", "environment_variables")},
+            "parameters": sorted(parameter_names(settings["search_space"])),
+        }
+        with staging_folder() as staging:
+            _, record = self._prepare_command(driver_command(job, Path(staging), config))
+        record["max_instances"] = None
+        record["summary_file"] = "outputs/sweep_summary.json"
+        return stored_spec(job, template_spec), record
 
     def _prepare_command(self, job: CommandJob) -> tuple[dict, dict]:
         inputs = dict(job.inputs or {})

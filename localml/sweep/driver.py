@@ -1,0 +1,203 @@
+"""The program a sweep job runs: ``python -m localml.sweep.driver --config sweep.json``.
+
+It asks Optuna for configurations, runs each as a child command job ``<sweep>_<n>`` (so a
+trial queues for the compute, logs to its own MLflow run and can be canceled like any job),
+reads each trial's primary metric from MLflow as it is logged, stops trials the early
+termination policy rejects, and reports the best trial in ``outputs/sweep_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from localml.client import LocalMLClient
+from localml.store import TERMINAL_STATUSES
+from localml.sweep.policies import EarlyTermination, TrialProgress
+from localml.sweep.space import SearchSpace, make_sampler
+
+SUMMARY_FILE = "sweep_summary.json"
+POLL_SECONDS = 1.0
+DEFAULT_MAX_TRIALS = 20
+
+
+def log(message: str) -> None:
+    print(f"[sweep] {message}", flush=True)
+
+
+@dataclass
+class Trial:
+    name: str
+    study_trial: optuna.trial.Trial
+    parameters: dict
+    values: list[float] = field(default_factory=list)
+    status: str = "NotStarted"
+    stopped_early: bool = False
+    started: float = field(default_factory=time.time)
+
+    @property
+    def running(self) -> bool:
+        return self.status not in TERMINAL_STATUSES
+
+
+class Sweep:
+    def __init__(self, config: dict):
+        self.config = config
+        self.client = LocalMLClient(config["root"])
+        self.parent = config["parent"]
+        self.metric = config["primary_metric"]
+        self.maximize = config["maximize"]
+        space = SearchSpace(config["search_space"], config["sampling"])
+        self.space = space
+        self.study = optuna.create_study(
+            direction="maximize" if self.maximize else "minimize", sampler=make_sampler(config["sampling"], config["seed"], space)
+        )
+        self.policy = EarlyTermination(config["early_termination"], maximize=self.maximize)
+        limit = config["max_total_trials"] or (space.grid_size() if config["sampling"] == "grid" else DEFAULT_MAX_TRIALS)
+        if config["sampling"] == "grid":
+            limit = min(limit, space.grid_size())
+        self.max_trials = limit
+        self.max_concurrent = config["max_concurrent_trials"] or limit
+        self.deadline = time.time() + config["timeout"] if config["timeout"] else None
+        self.trials: list[Trial] = []
+        self.tracking = self.client._workspace.tracking.client
+        self.experiment_name = self.client.jobs.get(self.parent).experiment_name
+
+    def run(self) -> None:
+        log(f"{self.config['sampling']} sampling, up to {self.max_trials} trials, {self.max_concurrent} at a time, "
+            f"{'maximizing' if self.maximize else 'minimizing'} {self.metric}")
+        while True:
+            timed_out = self.deadline is not None and time.time() > self.deadline
+            if timed_out:
+                self._cancel_running("the sweep's timeout passed")
+            while not timed_out and len(self.trials) < self.max_trials and self._running_count() < self.max_concurrent:
+                self._launch()
+            self._observe()
+            if not any(t.running for t in self.trials) and (timed_out or len(self.trials) >= self.max_trials):
+                break
+            time.sleep(POLL_SECONDS)
+
+    def _running_count(self) -> int:
+        return sum(1 for t in self.trials if t.running)
+
+    def _launch(self) -> None:
+        from azure.ai.ml import Input, command
+        from azure.ai.ml.entities import CommandJobLimits
+
+        study_trial = self.study.ask()
+        parameters = self.space.suggest(study_trial)
+        name = f"{self.parent}_{len(self.trials)}"
+        template = self.config["template"]
+        data_inputs = {
+            k: Input(type=v["type"], path=v["path"]) for k, v in (template["inputs"] or {}).items()
+            if isinstance(v, dict) and "path" in v and k not in parameters
+        }
+        literals = {k: v for k, v in (template["inputs"] or {}).items() if not isinstance(v, dict) and k not in self.config["parameters"]}
+        job = command(
+            name=name,
+            command=template["command"],
+            code=template["code"],
+            environment=template["environment"],
+            environment_variables=template.get("environment_variables") or None,
+            inputs={**data_inputs, **literals, **parameters},
+            compute=(template.get("compute") or "").removeprefix("azureml:") or None,
+            experiment_name=self.experiment_name,
+            display_name=name,
+        )._to_job()
+        if self.config["trial_timeout"]:
+            job.limits = CommandJobLimits(timeout=int(self.config["trial_timeout"]))
+        self.client.jobs.submit_child(job, self.parent)
+        self.tracking.log_batch(name, params=_params(parameters))
+        self.trials.append(Trial(name, study_trial, parameters))
+        log(f"trial {name}: {parameters}")
+
+    def _observe(self) -> None:
+        for trial in self.trials:
+            if not trial.running:
+                continue
+            trial.status = self.client.jobs.get(trial.name).status
+            trial.values = [m.value for m in sorted(self.tracking.get_metric_history(trial.name, self.metric), key=lambda m: (m.step, m.timestamp))]
+            if not trial.running:
+                self._finish(trial)
+        progress = [TrialProgress(t.name, t.values, t.running) for t in self.trials]
+        for name in self.policy.to_stop(progress):
+            trial = next(t for t in self.trials if t.name == name)
+            trial.stopped_early = True
+            log(f"early termination stops {name} at interval {len(trial.values)} ({self.metric} = {trial.values[-1]:.4f})")
+            self.client.jobs.begin_cancel(name)
+
+    def _finish(self, trial: Trial) -> None:
+        from optuna.trial import TrialState
+
+        if trial.status == "Completed" and not trial.values:
+            error = f"The trial never logged the primary metric '{self.metric}' with MLflow, so it cannot be compared."
+            self.client._workspace.catalog.update_job(trial.name, status="Failed", error=error)
+            self.client._workspace.tracking.end_run(trial.name, "Failed")
+            trial.status = "Failed"
+            self.study.tell(trial.study_trial, state=TrialState.FAIL)
+            log(f"trial {trial.name} failed: {error}")
+        elif trial.status == "Completed":
+            self.study.tell(trial.study_trial, trial.values[-1])
+            log(f"trial {trial.name} completed: {self.metric} = {trial.values[-1]:.4f}")
+        elif trial.status == "Canceled":
+            self.study.tell(trial.study_trial, state=TrialState.PRUNED)
+            log(f"trial {trial.name} canceled" + (" by early termination" if trial.stopped_early else ""))
+        else:
+            self.study.tell(trial.study_trial, state=TrialState.FAIL)
+            log(f"trial {trial.name} failed; see its log")
+
+    def _cancel_running(self, reason: str) -> None:
+        for trial in self.trials:
+            if trial.running and not trial.stopped_early:
+                trial.stopped_early = True
+                log(f"canceling {trial.name}: {reason}")
+                self.client.jobs.begin_cancel(trial.name)
+
+    def summary(self) -> dict:
+        completed = [t for t in self.trials if t.status == "Completed"]
+        rows = [
+            {"name": t.name, "status": t.status, "parameters": t.parameters, "score": t.values[-1] if t.values else None,
+             "intervals": len(t.values), "stopped_early": t.stopped_early}
+            for t in self.trials
+        ]
+        best = max(completed, key=lambda t: t.values[-1] if self.maximize else -t.values[-1]) if completed else None
+        return {
+            "best_child_run_id": best.name if best else None,
+            "best_score": best.values[-1] if best else None,
+            "best_parameters": best.parameters if best else None,
+            "primary_metric": self.metric,
+            "trials": rows,
+        }
+
+
+def _params(parameters: dict):
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)[:500]) for k, v in parameters.items()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="localml.sweep.driver")
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sweep = Sweep(json.loads(Path(args.config).read_text()))
+    sweep.run()
+    summary = sweep.summary()
+    Path("outputs").mkdir(exist_ok=True)
+    Path("outputs", SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    if summary["best_child_run_id"] is None:
+        raise RuntimeError(f"No trial completed with a '{sweep.metric}' value; see the trials' logs.")
+    sweep.tracking.set_tag(sweep.parent, "best_child_run_id", summary["best_child_run_id"])
+    sweep.tracking.log_metric(sweep.parent, sweep.metric, summary["best_score"])
+    log(f"best trial {summary['best_child_run_id']}: {sweep.metric} = {summary['best_score']:.4f} with {summary['best_parameters']}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

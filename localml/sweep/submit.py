@@ -1,0 +1,122 @@
+"""A sweep job, checked at submission and turned into its trial template and the command that runs it.
+
+Every check happens here, before any trial starts: the search space and the sampling that must
+suit it, the objective, the early termination policy, and that the trial command uses every
+hyperparameter the search space names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from azure.ai.ml import Output, command
+
+from localml.errors import LocalMLValidationError
+
+SUMMARY_PROPERTIES = ("best_child_run_id", "best_score", "primary_metric")
+_SEARCH_SPACE_PLACEHOLDER = re.compile(r"\$\{\{\s*search_space\.([A-Za-z0-9_]+)\s*\}\}")
+_PLACEHOLDER = re.compile(r"\$\{\{\s*(?:inputs|search_space)\.([A-Za-z0-9_]+)\s*\}\}")
+DRIVER_CONFIG = "sweep.json"
+
+
+def parameter_names(space: dict) -> set[str]:
+    """Every hyperparameter a search space can set; a choice among dicts contributes the dicts' keys."""
+    names = set()
+    for name, expression in space.items():
+        nested = [v for v in (expression.get("values") or []) if isinstance(v, dict)] if isinstance(expression, dict) else []
+        if nested:
+            for value in nested:
+                names |= parameter_names({k: v if isinstance(v, dict) else {"type": "literal"} for k, v in value.items()})
+        else:
+            names.add(name)
+    return names
+
+
+def sweep_settings(job) -> dict:
+    """The sweep's settings as plain data, checked (raises LocalMLValidationError)."""
+    from localml.sweep.policies import EarlyTermination
+    from localml.sweep.space import SearchSpace, parse_sampling
+
+    data = job._to_dict()
+    objective = data.get("objective") or {}
+    metric, goal = objective.get("primary_metric"), str(objective.get("goal") or "").lower()
+    if not metric:
+        raise LocalMLValidationError("The sweep has no primary_metric: name the metric each trial logs with MLflow.")
+    if goal not in ("maximize", "minimize"):
+        raise LocalMLValidationError(f"The sweep's goal must be 'Maximize' or 'Minimize', got '{objective.get('goal')}'.")
+    sampling, seed = parse_sampling(data.get("sampling_algorithm") or "random")
+    space = data.get("search_space")
+    SearchSpace(space, sampling)
+    EarlyTermination(data.get("early_termination"), maximize=goal == "maximize")
+    trial_command = job.trial.command or ""
+    referenced = set(_PLACEHOLDER.findall(trial_command))
+    unused = sorted(parameter_names(space) - referenced)
+    if unused:
+        raise LocalMLValidationError(
+            f"The search space sets {', '.join(unused)}, but the trial command never uses "
+            f"{'it' if len(unused) == 1 else 'them'}: reference each as ${{{{inputs.<name>}}}} (or ${{{{search_space.<name>}}}})."
+        )
+    limits = data.get("limits") or {}
+    return {
+        "search_space": space,
+        "sampling": sampling,
+        "seed": seed,
+        "primary_metric": metric,
+        "maximize": goal == "maximize",
+        "early_termination": data.get("early_termination"),
+        "max_total_trials": limits.get("max_total_trials"),
+        "max_concurrent_trials": limits.get("max_concurrent_trials"),
+        "timeout": limits.get("timeout"),
+        "trial_timeout": limits.get("trial_timeout"),
+    }
+
+
+def trial_template(job):
+    """The command job every trial runs: the sweep's trial with its hyperparameters as inputs.
+
+    Hyperparameters get a placeholder value here; each trial gets its sampled ones.
+    """
+    trial = job.trial
+    space = job._to_dict().get("search_space") or {}
+    fixed = {k: v for k, v in (job.inputs or {}).items() if k not in space}
+    placeholders = {name: 0 for name in parameter_names(space)}
+    return command(
+        command=_SEARCH_SPACE_PLACEHOLDER.sub(lambda m: f"${{{{inputs.{m.group(1)}}}}}", trial.command or ""),
+        code=trial.code,
+        environment=trial.environment,
+        environment_variables=dict(trial.environment_variables or {}) or None,
+        inputs={**{k: getattr(v, "_data", v) for k, v in fixed.items()}, **placeholders},
+        outputs={k: Output(type=getattr(v, "type", "uri_folder")) for k, v in (trial.outputs or {}).items()},
+        compute=job.compute,
+        experiment_name=job.experiment_name,
+        name=f"{job.name}_template",
+    )._to_job()
+
+
+def driver_command(job, staging: Path, config: dict):
+    """The command the sweep's own process runs: localml's sweep driver with ``config``."""
+    folder = staging / "sweep"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DRIVER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+    return command(
+        name=job.name,
+        code=str(folder),
+        command=f"python -m localml.sweep.driver --config {DRIVER_CONFIG}",
+        environment="AzureML-sweep@latest",
+        experiment_name=job.experiment_name,
+    )._to_job()
+
+
+def stored_spec(job, template_spec: dict) -> dict:
+    """The sweep as stored: its trial reduced to what Azure's YAML schema holds, with the uploaded code."""
+    data = job._to_dict()
+    data["trial"] = {
+        "command": job.trial.command,
+        "code": template_spec.get("code"),
+        "environment": template_spec.get("environment"),
+    }
+    pinned = template_spec.get("inputs") or {}
+    data["inputs"] = {k: pinned.get(k, v) for k, v in (data.get("inputs") or {}).items()}
+    return data
