@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import psutil
+
+from localml.store import TERMINAL_STATUSES
 
 
 def start_time(pid: int) -> float | None:
@@ -52,3 +55,19 @@ def stop_group(leader_pid: int) -> None:
                 process.kill()
         except (psutil.Error, OSError):
             pass
+
+
+def request_cancel(catalog, name: str) -> None:
+    """Mark the job CancelRequested and signal its runner, which stops the job's processes and records Canceled."""
+    row = catalog.get_job(name)
+    if row is None or row["status"] in TERMINAL_STATUSES:
+        return
+    catalog.update_job(name, only_if_active=True, status="CancelRequested")
+    if is_alive(row["pid"], row["pid_started"]):
+        os.kill(row["pid"], signal.SIGTERM)
+
+
+def cancel_children(catalog, parent: str) -> None:
+    """A parent job that ends takes its unfinished child jobs (a sweep's trials) with it."""
+    for child in catalog.list_jobs(parent):
+        request_cancel(catalog, child["name"])

@@ -18,10 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from localml.automl.submit import SUMMARY_PROPERTIES as AUTOML_PROPERTIES
 from localml.execution.command import render_command
-from localml.sweep.submit import SUMMARY_PROPERTIES as SWEEP_PROPERTIES
-from localml.execution.processes import is_alive, stop_tree
+from localml.execution.processes import cancel_children, is_alive, stop_tree
 from localml.store import ACTIVE_STATUSES
 from localml.workspace import LocalWorkspace
 
@@ -172,7 +170,7 @@ class JobRunner:
         if not summary_file or not (workdir / summary_file).is_file():
             return
         summary = json.loads((workdir / summary_file).read_text())
-        self.record["properties"] = {key: str(summary[key]) for key in (*AUTOML_PROPERTIES, *SWEEP_PROPERTIES) if summary.get(key) is not None}
+        self.record["properties"] = {key: str(summary[key]) for key in self.record["summary_properties"] if summary.get(key) is not None}
         self.catalog.update_job(self.name, record=self.record)
 
     def _outcome(self, return_code: int) -> tuple[str, str | None]:
@@ -196,6 +194,7 @@ class JobRunner:
 
     def _finish(self, status: str, error: str | None) -> None:
         self.catalog.update_job(self.name, only_if_active=True, status=status, error=error, ended_at=time.time())
+        cancel_children(self.catalog, self.name)
         try:
             self.workspace.tracking.end_run(self.name, status)
         except Exception as exc:  # the job's status is recorded; a tracking hiccup must not hide it

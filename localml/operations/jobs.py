@@ -8,7 +8,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,11 +20,13 @@ from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
 from azure.ai.ml.entities._builders import BaseNode
 from azure.ai.ml.exceptions import ErrorCategory, JobException
 
+from localml.automl import submit as automl
 from localml.automl.submit import automl_command, pin_inputs, staging_folder
+from localml.sweep import submit as sweep
 from localml.sweep.submit import driver_command, parameter_names, stored_spec, sweep_settings, trial_template
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
 from localml.execution.command import PreparedCommand, check_placeholders, output_uri, resolve_input, upload_code
-from localml.execution.processes import is_alive, start_time, stop_group
+from localml.execution.processes import cancel_children, is_alive, request_cancel, start_time, stop_group
 from localml.faults import FaultInjector
 from localml.pollers import WaitingPoller
 from localml.store import TERMINAL_STATUSES
@@ -115,7 +116,7 @@ class JobOperations:
                 internal = automl_command(job, self._data, Path(staging))
                 _, record = self._prepare_command(internal)
             pin_inputs(job, internal.inputs)
-            record["summary_file"] = "outputs/automl_summary.json"
+            record.update(summary_file="outputs/automl_summary.json", summary_properties=automl.SUMMARY_PROPERTIES)
             return job._to_dict(), record
         if isinstance(job, SweepJob):
             return self._prepare_sweep(job)
@@ -134,9 +135,8 @@ class JobOperations:
         }
         with staging_folder() as staging:
             _, record = self._prepare_command(driver_command(job, Path(staging), config))
-        record["max_instances"] = None
-        record["summary_file"] = "outputs/sweep_summary.json"
-        return stored_spec(job, template_spec), record
+        record.update(max_instances=None, summary_file="outputs/sweep_summary.json", summary_properties=sweep.SUMMARY_PROPERTIES)
+        return stored_spec(job, template_spec, settings), record
 
     def _prepare_command(self, job: CommandJob) -> tuple[dict, dict]:
         inputs = dict(job.inputs or {})
@@ -217,6 +217,7 @@ class JobOperations:
         status, error = ("Canceled", None) if row["status"] == "CancelRequested" else ("Failed", error)
         if self._catalog.update_job(row["name"], only_if_active=True, status=status, error=error, ended_at=time.time()):
             stop_group(row["pid"])
+            cancel_children(self._catalog, row["name"])
             self._workspace.tracking.end_run(row["name"], status)
         return self._catalog.get_job(row["name"])
 
@@ -262,11 +263,8 @@ class JobOperations:
 
     def begin_cancel(self, name: str) -> WaitingPoller:
         """Ask the job's runner to stop the job; the poller's ``.result()`` waits until it is Canceled."""
-        row = self._current(name)
-        if row["status"] not in TERMINAL_STATUSES:
-            self._catalog.update_job(name, only_if_active=True, status="CancelRequested")
-            if is_alive(row["pid"], row["pid_started"]):
-                os.kill(row["pid"], signal.SIGTERM)
+        self._current(name)
+        request_cancel(self._catalog, name)
         return WaitingPoller(lambda: self._current(name)["status"] in TERMINAL_STATUSES, lambda: None)
 
     def download(self, name: str, *, download_path: str | os.PathLike = ".", output_name: str | None = None, all: bool = False) -> None:

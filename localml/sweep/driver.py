@@ -24,7 +24,6 @@ from localml.sweep.space import SearchSpace, make_sampler
 
 SUMMARY_FILE = "sweep_summary.json"
 POLL_SECONDS = 1.0
-DEFAULT_MAX_TRIALS = 20
 
 
 def log(message: str) -> None:
@@ -56,16 +55,14 @@ class Sweep:
         space = SearchSpace(config["search_space"], config["sampling"])
         self.space = space
         self.study = optuna.create_study(
-            direction="maximize" if self.maximize else "minimize", sampler=make_sampler(config["sampling"], config["seed"], space)
+            direction="maximize" if self.maximize else "minimize", sampler=make_sampler(config["sampling"], config["seed"], space, max_total_trials=config["max_total_trials"])
         )
         self.policy = EarlyTermination(config["early_termination"], maximize=self.maximize)
-        limit = config["max_total_trials"] or (space.grid_size() if config["sampling"] == "grid" else DEFAULT_MAX_TRIALS)
-        if config["sampling"] == "grid":
-            limit = min(limit, space.grid_size())
-        self.max_trials = limit
-        self.max_concurrent = config["max_concurrent_trials"] or limit
+        self.max_trials = config["max_total_trials"]
+        self.max_concurrent = config["max_concurrent_trials"] or self.max_trials
         self.deadline = time.time() + config["timeout"] if config["timeout"] else None
         self.trials: list[Trial] = []
+        self.timed_out = False
         self.tracking = self.client._workspace.tracking.client
         self.experiment_name = self.client.jobs.get(self.parent).experiment_name
 
@@ -73,9 +70,10 @@ class Sweep:
         log(f"{self.config['sampling']} sampling, up to {self.max_trials} trials, {self.max_concurrent} at a time, "
             f"{'maximizing' if self.maximize else 'minimizing'} {self.metric}")
         while True:
-            timed_out = self.deadline is not None and time.time() > self.deadline
-            if timed_out:
+            self.timed_out = self.deadline is not None and time.time() > self.deadline
+            if self.timed_out:
                 self._cancel_running("the sweep's timeout passed")
+            timed_out = self.timed_out
             while not timed_out and len(self.trials) < self.max_trials and self._running_count() < self.max_concurrent:
                 self._launch()
             self._observe()
@@ -193,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     Path("outputs").mkdir(exist_ok=True)
     Path("outputs", SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
     if summary["best_child_run_id"] is None:
-        raise RuntimeError(f"No trial completed with a '{sweep.metric}' value; see the trials' logs.")
+        reason = f"the sweep's timeout ({sweep.config['timeout']} s) passed first" if sweep.timed_out else "see the trials' logs"
+        raise RuntimeError(f"No trial completed with a '{sweep.metric}' value: {reason}.")
     sweep.tracking.set_tag(sweep.parent, "best_child_run_id", summary["best_child_run_id"])
     sweep.tracking.log_metric(sweep.parent, sweep.metric, summary["best_score"])
     log(f"best trial {summary['best_child_run_id']}: {sweep.metric} = {summary['best_score']:.4f} with {summary['best_parameters']}")

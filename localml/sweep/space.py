@@ -6,7 +6,7 @@ one entry per parameter, for example::
     {"learning_rate": {"type": "loguniform", "min_value": -6, "max_value": -1},
      "max_iter": {"type": "choice", "values": [50, 100]}}
 
-Every value is drawn through an Optuna ``Trial`` so that the study's sampler (grid, random, Sobol or TPE)
+Every value is drawn through an Optuna ``Trial`` so that the study's sampler (grid, random, Sobol or a Gaussian process)
 decides it; the expression then maps the Optuna value to Azure's semantics:
 
 * ``Choice(values)``: one of ``values`` (Optuna: ``suggest_categorical`` over the value indices).
@@ -58,6 +58,7 @@ import optuna
 from scipy.stats import norm
 
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError
+from localml.sweep.bayesian import GaussianProcessSampler
 
 #: The sampling algorithms localml runs: Azure's three, with random's ``rule="sobol"`` as its own name.
 SAMPLING_ALGORITHMS = ("grid", "random", "sobol", "bayesian")
@@ -86,8 +87,8 @@ _SDK_NAMES = {
 GRID_PARAM = "grid_point"
 #: Seed used for Sobol scrambling when the sweep gives none, so that a sweep is reproducible.
 DEFAULT_SOBOL_SEED = 0
-#: TPE's random start-up trials before it models the results (Optuna's default of 10 is long for a sweep).
-MAX_TPE_STARTUP_TRIALS = 5
+#: Bayesian sampling's random start-up trials before it models the results (at most; see ``make_sampler``).
+MAX_BAYESIAN_STARTUP_TRIALS = 5
 
 _P_CLIP = 1e-9
 _MAX_EXP_ARG = 709.0  # math.exp overflows just above 709.78
@@ -499,8 +500,10 @@ def make_sampler(
       0, so a sobol sweep is reproducible. Optuna's ``QMCSampler`` draws the very first trial with its
       random sampler (same seed) and takes the space from it; parameters of nested dicts that the first
       trial did not draw are then sampled at random.
-    * ``bayesian``: ``TPESampler(seed=seed, n_startup_trials=...)``: 5 random start-up trials, or a quarter of
-      ``max_total_trials`` when that is smaller (at least 1), so that it starts exploiting early.
+    * ``bayesian``: :class:`~localml.sweep.bayesian.GaussianProcessSampler` ``(seed=seed, n_startup_trials=...)``,
+      a Gaussian process with Expected Improvement like Azure's bayesian sampling (Optuna's TPE barely beats
+      random sampling at sweep budgets, and its ``GPSampler`` needs torch): 5 random start-up trials, or a
+      quarter of ``max_total_trials`` when that is smaller (at least 1), so that it starts exploiting early.
     """
     name = _sampling_name(sampling)
     if name != space.sampling:
@@ -521,7 +524,7 @@ def make_sampler(
                 qmc_type="sobol", scramble=True, seed=DEFAULT_SOBOL_SEED if seed is None else seed,
                 warn_independent_sampling=False,
             )
-    startup = MAX_TPE_STARTUP_TRIALS
+    startup = MAX_BAYESIAN_STARTUP_TRIALS
     if max_total_trials is not None:
-        startup = max(1, min(MAX_TPE_STARTUP_TRIALS, int(max_total_trials) // 4))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+        startup = max(1, min(MAX_BAYESIAN_STARTUP_TRIALS, int(max_total_trials) // 4))
+    return GaussianProcessSampler(seed=seed, n_startup_trials=startup)

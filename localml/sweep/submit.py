@@ -8,6 +8,7 @@ hyperparameter the search space names.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -19,6 +20,7 @@ SUMMARY_PROPERTIES = ("best_child_run_id", "best_score", "primary_metric")
 _SEARCH_SPACE_PLACEHOLDER = re.compile(r"\$\{\{\s*search_space\.([A-Za-z0-9_]+)\s*\}\}")
 _PLACEHOLDER = re.compile(r"\$\{\{\s*(?:inputs|search_space)\.([A-Za-z0-9_]+)\s*\}\}")
 DRIVER_CONFIG = "sweep.json"
+DEFAULT_MAX_TRIALS = 20
 
 
 def parameter_names(space: dict) -> set[str]:
@@ -48,7 +50,7 @@ def sweep_settings(job) -> dict:
         raise LocalMLValidationError(f"The sweep's goal must be 'Maximize' or 'Minimize', got '{objective.get('goal')}'.")
     sampling, seed = parse_sampling(data.get("sampling_algorithm") or "random")
     space = data.get("search_space")
-    SearchSpace(space, sampling)
+    search_space = SearchSpace(space, sampling)
     EarlyTermination(data.get("early_termination"), maximize=goal == "maximize")
     trial_command = job.trial.command or ""
     referenced = set(_PLACEHOLDER.findall(trial_command))
@@ -59,6 +61,15 @@ def sweep_settings(job) -> dict:
             f"{'it' if len(unused) == 1 else 'them'}: reference each as ${{{{inputs.<name>}}}} (or ${{{{search_space.<name>}}}})."
         )
     limits = data.get("limits") or {}
+    if limits and not limits.get("max_total_trials"):
+        # Azure's sweep schema requires it once limits are set; a stored sweep without it would not load
+        raise LocalMLValidationError(
+            "The sweep's limits have no max_total_trials. Give it with the other limits, e.g. "
+            "sweep_job.set_limits(max_total_trials=20, max_concurrent_trials=2)."
+        )
+    max_trials = limits.get("max_total_trials") or DEFAULT_MAX_TRIALS
+    if sampling == "grid":  # a grid is done once every point ran
+        max_trials = min(limits.get("max_total_trials") or math.inf, search_space.grid_size())
     return {
         "search_space": space,
         "sampling": sampling,
@@ -66,7 +77,7 @@ def sweep_settings(job) -> dict:
         "primary_metric": metric,
         "maximize": goal == "maximize",
         "early_termination": data.get("early_termination"),
-        "max_total_trials": limits.get("max_total_trials"),
+        "max_total_trials": int(max_trials),
         "max_concurrent_trials": limits.get("max_concurrent_trials"),
         "timeout": limits.get("timeout"),
         "trial_timeout": limits.get("trial_timeout"),
@@ -109,9 +120,11 @@ def driver_command(job, staging: Path, config: dict):
     )._to_job()
 
 
-def stored_spec(job, template_spec: dict) -> dict:
-    """The sweep as stored: its trial reduced to what Azure's YAML schema holds, with the uploaded code."""
+def stored_spec(job, template_spec: dict, settings: dict) -> dict:
+    """The sweep as stored: its trial reduced to what Azure's YAML schema holds, with the uploaded code,
+    and the trial budget it runs with (Azure's schema requires one)."""
     data = job._to_dict()
+    data["limits"] = {**(data.get("limits") or {}), "max_total_trials": settings["max_total_trials"]}
     data["trial"] = {
         "command": job.trial.command,
         "code": template_spec.get("code"),
