@@ -4,6 +4,9 @@
     amlflows run train                                  # your own training script as a command job
     amlflows run train --hyperparameters max_iter=200 learning_rate=0.05
     amlflows run train --workspace azure --compute cpu-cluster
+    amlflows run tune                                   # a sweep over the training script's hyperparameters
+    amlflows run tune --sampling-algorithm grid --early-termination none \
+        --search-space 'learning_rate={"type": "choice", "values": [0.05, 0.1, 0.2]}'
 
 Each flow's options are generated from its parameter model, so ``amlflows run
 train --help`` lists exactly what the Prefect UI's form shows.
@@ -26,11 +29,15 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows.baseline import BaselineParameters, baseline
 from flows.train import TrainParameters, train
+from flows.tune import TuneParameters, tune
 
 FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
     "baseline": (baseline, BaselineParameters),
     "train": (train, TrainParameters),
+    "tune": (tune, TuneParameters),
 }
+#: ``--<option> none`` of an optional nested setting (an option left out keeps its default)
+_NONE = object()
 
 
 def _parse_value(text: str) -> Any:
@@ -39,6 +46,11 @@ def _parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def _parse_setting(text: str) -> Any:
+    """A nested setting: JSON, or ``none`` to turn it off."""
+    return _NONE if text.strip().lower() in ("none", "null") else _parse_value(text)
 
 
 def _parse_mapping(items: list[str]) -> dict[str, Any]:
@@ -65,6 +77,8 @@ def _add_field_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
             parser.add_argument(flag, dest=name, nargs="+", metavar="VALUE", default=None, help=help_text)
         elif typing.get_origin(annotation) is dict:
             parser.add_argument(flag, dest=name, nargs="+", metavar="KEY=VALUE", default=None, help=help_text)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            parser.add_argument(flag, dest=name, type=_parse_setting, metavar="JSON", default=None, help=f"{help_text} (JSON, or 'none')")
         elif typing.get_origin(annotation) is Literal:
             parser.add_argument(flag, dest=name, choices=typing.get_args(annotation), default=None, help=help_text)
         else:
@@ -96,6 +110,7 @@ def run_flow(name: str, options: dict[str, Any]) -> int:
             except argparse.ArgumentTypeError as error:
                 print(f"amlflows: --{key.replace('_', '-')}: {error}", file=sys.stderr)
                 return 2
+    values = {k: None if v is _NONE else v for k, v in values.items()}
     try:
         params = model(**values)
     except ValidationError as error:

@@ -55,13 +55,17 @@ class TrainParameters(BaseModel):
         if is_local_path(self.data) and not Path(self.data).exists():
             raise ValueError(f"Data path '{self.data}' not found (looked in {Path.cwd()}). Give a file or folder, or azureml:<name>:<version>.")
         if self.command is None:
-            check_arguments(script, {self.data_argument: "path", **self.hyperparameters})
+            check_arguments(script, {self.data_argument: "path", **self.script_inputs()})
         self.job_spec("azureml:validation:1")  # an ${{inputs.x}} the job lacks fails here, before any job
         return self
 
+    def script_inputs(self) -> dict[str, Hyperparameter]:
+        """The hyperparameters the script is given, each as ``--name value``."""
+        return dict(self.hyperparameters)
+
     def job_spec(self, data_reference: str) -> CommandJobSpec:
         script = Path(self.script)
-        inputs = {self.data_argument: InputSpec(type=self.data_type, path=data_reference), **self.hyperparameters}
+        inputs = {self.data_argument: InputSpec(type=self.data_type, path=data_reference), **self.script_inputs()}
         command = self.command or f"python {script.name} " + " ".join(f"--{k} ${{{{inputs.{k}}}}}" for k in inputs)
         return CommandJobSpec(
             command=command,

@@ -26,7 +26,7 @@ from localml.automl.settings import (
 )
 from tasks.jobs import InputSpec, JobSpec
 from tasks.retries import TRANSIENT_RETRIES
-from tasks.workspace import get_client
+from tasks.workspace import tracking_client
 
 # downloads are a few small files: MLflow's progress bars would only clutter the run log
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -158,13 +158,6 @@ class AutoMLSummary(BaseModel):
     importance_png: bytes | None = Field(None, description="The feature importance chart, when explanations were made")
 
 
-def _tracking(workspace: str):
-    from mlflow.tracking import MlflowClient
-
-    client = get_client(workspace)
-    return MlflowClient(tracking_uri=client.workspaces.get(client.workspace_name).mlflow_tracking_uri)
-
-
 @task(name="automl_leaderboard", **TRANSIENT_RETRIES)
 def automl_leaderboard(workspace: str, job_name: str, primary_metric: str) -> list[Trial]:
     """The AutoML job's trials (its MLflow child runs), best first by the primary metric.
@@ -175,7 +168,7 @@ def automl_leaderboard(workspace: str, job_name: str, primary_metric: str) -> li
         board[0].algorithm, board[0].score
         ```
     """
-    tracking = _tracking(workspace)
+    tracking = tracking_client(workspace)
     parent = tracking.get_run(job_name)
     runs = tracking.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{job_name}'", max_results=5000
@@ -209,7 +202,7 @@ def automl_summary(workspace: str, job_name: str) -> AutoMLSummary:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
-    tracking = _tracking(workspace)
+    tracking = tracking_client(workspace)
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = mlflow.artifacts.download_artifacts(

@@ -27,7 +27,7 @@ from localml.hashing import content_hash
 from localml.references import is_local_path
 from tasks._stdout import lines_printed_by_this_thread
 from tasks.retries import TRANSIENT_RETRIES
-from tasks.workspace import get_client, workspace_identity
+from tasks.workspace import get_client, tracking_client, workspace_identity
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
 STATUS_PROGRESS = {"NotStarted": 0.0, "Starting": 5.0, "Queued": 10.0, "Preparing": 20.0, "Running": 40.0, "Finalizing": 90.0}
@@ -109,6 +109,10 @@ class CommandJobSpec(JobSpec):
 
     def to_job(self, name: str | None = None) -> Any:
         """The ``azure.ai.ml`` command job entity this spec describes."""
+        return self.to_command(name)._to_job()
+
+    def to_command(self, name: str | None = None) -> Any:
+        """The ``azure.ai.ml`` command (a node: call it with sweep expressions to make a sweep job)."""
         from azure.ai.ml import Input, Output, command
 
         return command(
@@ -123,7 +127,7 @@ class CommandJobSpec(JobSpec):
             display_name=self.display_name,
             environment_variables=self.environment_variables or None,
             tags=self.tags,
-        )._to_job()
+        )
 
 
 class SubmittedJob(BaseModel):
@@ -286,11 +290,7 @@ def job_metrics(workspace: str, job_name: str) -> dict[str, float]:
         metrics = job_metrics("local", result.name)   # {"accuracy": 0.94, "AUC": 0.98}
         ```
     """
-    from mlflow.tracking import MlflowClient
-
-    client = get_client(workspace)
-    tracking_uri = client.workspaces.get(client.workspace_name).mlflow_tracking_uri
-    return dict(MlflowClient(tracking_uri=tracking_uri).get_run(job_name).data.metrics)
+    return dict(tracking_client(workspace).get_run(job_name).data.metrics)
 
 
 def _find_job(client: Any, name: str) -> Any | None:

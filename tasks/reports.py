@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections import Counter
 
 from prefect import task
 from prefect.artifacts import (
@@ -13,6 +14,7 @@ from prefect.artifacts import (
 )
 
 from tasks.automl import AutoMLSummary, Trial
+from tasks.sweep import SweepResult
 
 LEADERBOARD_ROWS = 25
 
@@ -114,4 +116,50 @@ def publish_baseline_report(
         )
     if studio_url:
         create_link_artifact(link=studio_url, link_text=f"MLflow run {job_name}", key="baseline-mlflow-run")
+    return markdown
+
+
+@task(name="publish_sweep_report")
+def publish_sweep_report(result: SweepResult, model_reference: str | None, studio_url: str | None, reused: bool) -> str:
+    """Artifacts of a sweep: a summary with the best configuration, the trials table, and a picture
+    (metric per trial, parallel coordinates); returns the summary markdown.
+
+    Example:
+        ```python
+        publish_sweep_report(sweep_trials("local", job.name), model.reference, job_result.studio_url, False)
+        ```
+    """
+    from tasks.charts import sweep_chart
+
+    origin = "re-attached to an existing sweep: nothing was retrained" if reused else "tuned in this run"
+    counts = Counter(t.status for t in result.trials)
+    best = "\n".join(f"| {name} | {value} |" for name, value in sorted(result.best_parameters.items()))
+    score = f"{result.best_score:.4f}" if result.best_score is not None else "none"
+    markdown = (
+        f"# Sweep `{result.job_name}`\n\n"
+        f"**Trials:** {len(result.trials)} ({', '.join(f'{n} {s.lower()}' for s, n in sorted(counts.items()))}; "
+        f"{result.compute_seconds:.0f} s of trial time), {origin}  \n"
+        f"**Best trial:** `{result.best_trial}` with {result.primary_metric} = {score} ({result.goal})  \n"
+        f"**Registered:** `{model_reference or 'not registered'}`  \n"
+        f"**MLflow run:** {f'[{result.job_name}]({studio_url})' if studio_url else result.job_name}\n\n"
+        f"## Best configuration\n\n| hyperparameter | value |\n|---|---|\n{best}\n"
+    )
+    create_markdown_artifact(markdown=markdown, key="tune-summary", description=f"Sweep job {result.job_name}")
+    create_table_artifact(
+        table=[
+            {"trial": t.name, "status": t.status, result.primary_metric: round(t.score, 4) if t.score is not None else None,
+             "intervals": t.intervals, "seconds": round(t.duration_seconds, 1) if t.duration_seconds else None,
+             **t.parameters}
+            for t in result.trials
+        ],
+        key="tune-trials",
+        description=f"Trials of {result.job_name}",
+    )
+    encoded = base64.b64encode(sweep_chart(result)).decode()
+    create_image_artifact(
+        image_url=f"data:image/png;base64,{encoded}", key="tune-trials-chart",
+        description=f"{result.primary_metric} per trial and the hyperparameters tried in {result.job_name}",
+    )
+    if studio_url:
+        create_link_artifact(link=studio_url, link_text=f"MLflow run {result.job_name}", key="tune-mlflow-run")
     return markdown

@@ -75,6 +75,14 @@ def workspace_identity(workspace: str) -> str:
     return f"azureml:{client.subscription_id}/{client.resource_group_name}/{client.workspace_name}"
 
 
+def tracking_client(workspace: str) -> Any:
+    """An ``MlflowClient`` on the workspace's MLflow tracking store (jobs' runs are named after the jobs)."""
+    from mlflow.tracking import MlflowClient
+
+    client = get_client(workspace)
+    return MlflowClient(tracking_uri=client.workspaces.get(client.workspace_name).mlflow_tracking_uri)
+
+
 def is_local(workspace: str) -> bool:
     return isinstance(get_client(workspace), LocalMLClient)
 

@@ -111,7 +111,6 @@ class Sweep:
         if self.config["trial_timeout"]:
             job.limits = CommandJobLimits(timeout=int(self.config["trial_timeout"]))
         self.client.jobs.submit_child(job, self.parent)
-        self.tracking.log_batch(name, params=_params(parameters))
         self.trials.append(Trial(name, study_trial, parameters))
         log(f"trial {name}: {parameters}")
 
@@ -133,6 +132,7 @@ class Sweep:
     def _finish(self, trial: Trial) -> None:
         from optuna.trial import TrialState
 
+        self._log_parameters(trial)
         if trial.status == "Completed" and not trial.values:
             error = f"The trial never logged the primary metric '{self.metric}' with MLflow, so it cannot be compared."
             self.client._workspace.catalog.update_job(trial.name, status="Failed", error=error)
@@ -149,6 +149,13 @@ class Sweep:
         else:
             self.study.tell(trial.study_trial, state=TrialState.FAIL)
             log(f"trial {trial.name} failed; see its log")
+
+    def _log_parameters(self, trial: Trial) -> None:
+        # once the trial has ended: MLflow params are write-once, and the script may log the same ones itself
+        logged = self.tracking.get_run(trial.name).data.params
+        missing = {k: v for k, v in trial.parameters.items() if k not in logged}
+        if missing:
+            self.tracking.log_batch(trial.name, params=_params(missing))
 
     def _cancel_running(self, reason: str) -> None:
         for trial in self.trials:

@@ -36,6 +36,11 @@ def parameter_names(space: dict) -> set[str]:
     return names
 
 
+def referenced_parameters(command: str | None) -> set[str]:
+    """The names a trial command reads as ``${{inputs.<name>}}`` or ``${{search_space.<name>}}``."""
+    return set(_PLACEHOLDER.findall(command or ""))
+
+
 def sweep_settings(job) -> dict:
     """The sweep's settings as plain data, checked (raises LocalMLValidationError)."""
     from localml.sweep.policies import EarlyTermination
@@ -52,9 +57,7 @@ def sweep_settings(job) -> dict:
     space = data.get("search_space")
     search_space = SearchSpace(space, sampling)
     EarlyTermination(data.get("early_termination"), maximize=goal == "maximize")
-    trial_command = job.trial.command or ""
-    referenced = set(_PLACEHOLDER.findall(trial_command))
-    unused = sorted(parameter_names(space) - referenced)
+    unused = sorted(parameter_names(space) - referenced_parameters(job.trial.command))
     if unused:
         raise LocalMLValidationError(
             f"The search space sets {', '.join(unused)}, but the trial command never uses "

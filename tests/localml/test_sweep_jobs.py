@@ -12,7 +12,15 @@ import textwrap
 import pytest
 from azure.ai.ml import command
 from azure.ai.ml.entities import AmlCompute, Model
-from azure.ai.ml.sweep import BanditPolicy, Choice, MedianStoppingPolicy, Normal, TruncationSelectionPolicy, Uniform
+from azure.ai.ml.sweep import (
+    BanditPolicy,
+    Choice,
+    MedianStoppingPolicy,
+    Normal,
+    RandomSamplingAlgorithm,
+    TruncationSelectionPolicy,
+    Uniform,
+)
 
 from localml.errors import LocalMLValidationError
 
@@ -130,7 +138,8 @@ def test_grid_example_tries_each_reg_rate_once_and_registers_the_best_trials_mod
 def test_random_and_sobol_honour_max_total_trials_and_sobol_repeats_its_configurations(ml_client, trial_code, helpers):
     space = {"x": Uniform(min_value=0, max_value=1), "y": Choice(values=[0.2, 0.5, 0.7, 0.9])}
     names = {}
-    for label, sampling in (("sobol-a", {"type": "sobol", "seed": 7}), ("sobol-b", {"type": "sobol", "seed": 7}), ("random", "random")):
+    sobol = RandomSamplingAlgorithm(rule="sobol", seed=7)
+    for label, sampling in (("sobol-a", sobol), ("sobol-b", sobol), ("random", "random")):
         sweep = trial_job(trial_code, "smooth.py", x=0.5, y=0.5)(**space).sweep(
             sampling_algorithm=sampling, primary_metric="score", goal="Maximize"
         )
@@ -153,7 +162,7 @@ def test_bayesian_finds_a_better_configuration_than_random_with_the_same_budget(
     names = {}
     for sampling in ("random", "bayesian"):
         sweep = trial_job(trial_code, "smooth.py", x=0.5, y=0.5)(**space).sweep(
-            sampling_algorithm={"type": sampling, "seed": 3} if sampling == "random" else sampling,
+            sampling_algorithm=RandomSamplingAlgorithm(seed=3) if sampling == "random" else sampling,
             primary_metric="score", goal="Maximize",
         )
         sweep.set_limits(max_total_trials=12, max_concurrent_trials=2)
@@ -182,7 +191,7 @@ def test_early_termination_stops_the_weak_trial_and_only_it(ml_client, trial_cod
     # running averages (>= 0.9 * (k + 1) / 2 ... at every k), 0.9 * k never is; truncation 34%: of 3 trials
     # the lowest one is cut, of 2 none.
     sweep = trial_job(trial_code, "curve.py", quality=1.0)(quality=Choice(values=[1.0, 0.9, 0.2])).sweep(
-        sampling_algorithm="grid", primary_metric="score", goal="Maximize", early_termination=POLICIES[policy]
+        sampling_algorithm="grid", primary_metric="score", goal="Maximize", early_termination_policy=POLICIES[policy]
     )
     sweep.set_limits(max_total_trials=3, max_concurrent_trials=3)
 

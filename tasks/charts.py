@@ -1,0 +1,85 @@
+"""Pictures for the flows' reports, rendered off-screen to PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import math
+
+from tasks.sweep import SweepResult
+
+
+def sweep_chart(result: SweepResult) -> bytes:
+    """Two panels: the primary metric of each trial in launch order (stopped and failed trials marked),
+    and parallel coordinates of the hyperparameters, each trial's line coloured by its score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = sorted(result.trials, key=lambda t: _index(t.name))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 1.4]})
+
+    completed = [t for t in trials if t.score is not None]
+    left.plot([_index(t.name) for t in completed], [t.score for t in completed], "o", color="tab:blue", label="completed")
+    for status, marker, colour in (("Canceled", "x", "tab:orange"), ("Failed", "s", "tab:red")):
+        ended = [t for t in trials if t.status == status]
+        if ended:
+            left.plot([_index(t.name) for t in ended], [left.get_ylim()[0]] * len(ended), marker, color=colour,
+                      label=f"{status.lower()} ({'stopped early' if status == 'Canceled' else 'no score'})")
+    best = next((t for t in completed if t.name == result.best_trial), None)
+    if best:
+        left.plot([_index(best.name)], [best.score], "*", markersize=16, color="gold", markeredgecolor="black", label="best")
+    left.set(xlabel="trial", ylabel=result.primary_metric, title=f"{result.primary_metric} per trial ({result.goal})")
+    left.legend(fontsize=8, loc="best")
+
+    names = sorted({name for t in trials for name in t.parameters})
+    axes = [_axis([t.parameters.get(name) for t in trials]) for name in names]
+    scores = [t.score for t in completed]
+    low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
+    colours = matplotlib.colormaps["viridis"]
+    for row, trial in enumerate(trials):
+        ys = [axis[row] for axis in axes]
+        if trial.score is None:
+            right.plot(range(len(names)), ys, color="grey", linestyle="--", alpha=0.5)
+        else:
+            shade = (trial.score - low) / (high - low) if high > low else 1.0
+            shade = shade if result.goal == "maximize" else 1 - shade
+            right.plot(range(len(names)), ys, color=colours(shade), linewidth=2.5 if trial is best else 1.2)
+    right.set_xticks(range(len(names)), names, rotation=15)
+    right.set_yticks([])
+    right.set_title("hyperparameters (each axis scaled to its range; dashed: no score)")
+    for position in range(len(names)):
+        right.axvline(position, color="black", linewidth=0.5)
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _index(trial_name: str) -> int:
+    tail = trial_name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _axis(values: list[str | None]) -> list[float]:
+    """Values of one parameter placed on [0, 1]: numbers by value (log scale over wide ranges), others by category."""
+    numbers = [_number(v) for v in values]
+    present = [n for n in numbers if n is not None]
+    if present and len(present) == sum(v is not None for v in values):
+        if min(present) > 0 and max(present) / min(present) > 100:
+            numbers = [math.log10(n) if n is not None else None for n in numbers]
+            present = [n for n in numbers if n is not None]
+        low, high = min(present), max(present)
+        return [0.5 if n is None or high == low else (n - low) / (high - low) for n in numbers]
+    categories = sorted({str(v) for v in values})
+    step = 1 / max(1, len(categories) - 1)
+    return [categories.index(str(v)) * step for v in values]
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
