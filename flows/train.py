@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from localml.references import is_local_path
 from tasks.compute import ComputeSpec, cluster_name, ensure_compute
-from tasks.data import DataSpec, register_data
-from tasks.jobs import CommandJobSpec, InputSpec, job_metrics, submit_job, wait_for_job
+from tasks.data import DataRef, DataSpec, register_data
+from tasks.jobs import CommandJobSpec, InputSpec, SubmittedJob, job_metrics, submit_job, wait_for_job
 from tasks.models import ModelSpec, register_model
 from tasks.reports import publish_training_summary
 from tasks.scripts import check_arguments
@@ -88,15 +88,20 @@ class TrainResult(BaseModel):
     reused: bool = Field(description="True when an identical earlier job was re-attached (nothing trained)")
 
 
+def start_job(params: TrainParameters) -> tuple[DataRef, SubmittedJob]:
+    """Register the data, make sure the compute exists, and submit the job the parameters describe."""
+    data = register_data(params.workspace, DataSpec(name=params.data_name, path=params.data, type=params.data_type))
+    if cluster_name(params.compute):
+        ensure_compute(params.workspace, ComputeSpec(name=params.compute, max_instances=params.max_instances))
+    return data, submit_job(params.workspace, params.job_spec(data.reference), refresh=params.refresh)
+
+
 @flow(name="train")
 def train(params: TrainParameters | None = None) -> TrainResult:
     """Train a model with a script of your own as an Azure ML command job, and register it."""
     params = params or TrainParameters()
     workspace = params.workspace
-    data = register_data(workspace, DataSpec(name=params.data_name, path=params.data, type=params.data_type))
-    if cluster_name(params.compute):
-        ensure_compute(workspace, ComputeSpec(name=params.compute, max_instances=params.max_instances))
-    job = submit_job(workspace, params.job_spec(data.reference), refresh=params.refresh)
+    data, job = start_job(params)
     result = wait_for_job(workspace, job.name, timeout_seconds=params.timeout_minutes * 60)
     metrics = job_metrics(workspace, job.name)
     model = register_model(

@@ -10,10 +10,8 @@ from typing import Any, Literal
 from prefect import flow
 from pydantic import BaseModel, Field, model_validator
 
-from flows.train import Hyperparameter, TrainParameters
-from tasks.compute import ComputeSpec, cluster_name, ensure_compute
-from tasks.data import DataSpec, register_data
-from tasks.jobs import submit_job, wait_for_job
+from flows.train import Hyperparameter, TrainParameters, start_job
+from tasks.jobs import wait_for_job
 from tasks.models import ModelSpec, register_model
 from tasks.reports import publish_sweep_report
 from tasks.sweep import EarlyTerminationSpec, SweepJobSpec, sweep_trials
@@ -114,10 +112,7 @@ def tune(params: TuneParameters | None = None) -> TuneResult:
     """Tune a training script's hyperparameters with an Azure ML sweep job, and register the best model."""
     params = params or TuneParameters()
     workspace = params.workspace
-    data = register_data(workspace, DataSpec(name=params.data_name, path=params.data, type=params.data_type))
-    if cluster_name(params.compute):
-        ensure_compute(workspace, ComputeSpec(name=params.compute, max_instances=params.max_instances))
-    job = submit_job(workspace, params.job_spec(data.reference), refresh=params.refresh)
+    data, job = start_job(params)
     result = wait_for_job(workspace, job.name, timeout_seconds=(params.timeout_minutes + WAIT_GRACE_MINUTES) * 60)
     sweep = sweep_trials(workspace, job.name)
     model = register_model(
