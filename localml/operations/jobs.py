@@ -62,13 +62,13 @@ class JobOperations:
     ) -> Job:
         """Validate and submit ``job``; it runs in its own process and outlives the caller."""
         self._faults.before("jobs.create_or_update")
-        job = self._submit(job, description=description, compute=compute, tags=tags, experiment_name=experiment_name)
+        name = self._submit(job, description=description, compute=compute, tags=tags, experiment_name=experiment_name)
         self._faults.after("jobs.create_or_update")
-        return job
+        return self.get(name)
 
     def submit_child(self, job: CommandJob, parent: str) -> Job:
         """Submit a trial of the sweep job ``parent`` (localml's own use: Azure's sweep service does this)."""
-        return self._submit(job, parent=parent)
+        return self.get(self._submit(job, parent=parent))
 
     def _submit(
         self,
@@ -79,7 +79,7 @@ class JobOperations:
         tags: dict | None = None,
         experiment_name: str | None = None,
         parent: str | None = None,
-    ) -> Job:
+    ) -> str:
         if isinstance(job, BaseNode) and hasattr(job, "_to_job"):
             job = job._to_job()
         job.description = description or job.description
@@ -105,7 +105,7 @@ class JobOperations:
         queue = "local" if record.get("max_instances") is None else spec.get("compute") or "local"
         self._catalog.insert_job(job.name, queue, spec, record, parent=parent)
         self._start_runner(job.name)
-        return self.get(job.name)
+        return job.name
 
     def _prepare(self, job: Job) -> tuple[dict, dict]:
         """The job's stored spec (local paths uploaded, ``@latest`` pinned) and what its runner needs."""

@@ -126,7 +126,7 @@ class Sweep:
         for name in self.policy.to_stop(progress):
             trial = next(t for t in self.trials if t.name == name)
             trial.stopped_early = True
-            log(f"early termination stops {name} at interval {len(trial.values)} ({self.metric} = {trial.values[-1]:.4f})")
+            log(f"early termination stops {name} after {len(trial.values)} intervals (last {self.metric} = {trial.values[-1]:.4f})")
             self.client.jobs.begin_cancel(name)
 
     def _finish(self, trial: Trial) -> None:
@@ -143,9 +143,14 @@ class Sweep:
         elif trial.status == "Completed":
             self.study.tell(trial.study_trial, trial.values[-1])
             log(f"trial {trial.name} completed: {self.metric} = {trial.values[-1]:.4f}")
+        elif trial.status == "Canceled" and trial.stopped_early and trial.values:
+            # the policy judged the region poor: the sampler learns that from the last value, though the
+            # trial can never be the best (only completed trials are)
+            self.study.tell(trial.study_trial, trial.values[-1])
+            log(f"trial {trial.name} canceled by early termination")
         elif trial.status == "Canceled":
             self.study.tell(trial.study_trial, state=TrialState.PRUNED)
-            log(f"trial {trial.name} canceled" + (" by early termination" if trial.stopped_early else ""))
+            log(f"trial {trial.name} canceled")
         else:
             self.study.tell(trial.study_trial, state=TrialState.FAIL)
             log(f"trial {trial.name} failed; see its log")
