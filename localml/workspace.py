@@ -6,11 +6,18 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from localml.errors import LocalMLValidationError, not_found
 from localml.hashing import content_hash, copy_ignore
 from localml.references import DatastorePath, JobArtifactPath, JobOutputPath, parse_azureml_uri
 from localml.store import Catalog
 from localml.tracking import Tracking
+
+
+def _errors():
+    # imported when raised: they load the whole azure.ai.ml SDK, and the job runner (a process per job)
+    # uses this module without raising them
+    from localml import errors
+
+    return errors
 
 DEFAULT_DATASTORE = "workspaceblobstore"
 
@@ -25,7 +32,7 @@ class LocalWorkspace:
 
     def datastore_dir(self, datastore: str = DEFAULT_DATASTORE) -> Path:
         if datastore != DEFAULT_DATASTORE and self.catalog.get_resource("datastore", datastore) is None:
-            raise not_found("Datastore", datastore, known=[DEFAULT_DATASTORE])
+            raise _errors().not_found("Datastore", datastore, known=[DEFAULT_DATASTORE])
         return self.root / "datastores" / datastore
 
     def job_dir(self, job_name: str) -> Path:
@@ -35,7 +42,7 @@ class LocalWorkspace:
         """Copy a local file or folder into the default datastore once per content, as Azure's LocalUpload does."""
         source = Path(local_path).expanduser().resolve()
         if not source.exists():
-            raise LocalMLValidationError(f"Local path '{local_path}' does not exist (resolved to {source}).")
+            raise _errors().LocalMLValidationError(f"Local path '{local_path}' does not exist (resolved to {source}).")
         relative = f"LocalUpload/{content_hash(source, exclude=self.root)[:32]}/{source.name}"
         target = self.datastore_dir() / relative
         if not target.exists():
@@ -62,21 +69,21 @@ class LocalWorkspace:
             run_id, _, path = uri[len("runs:/"):].partition("/")
             return self.run_artifact_path(run_id, path.strip("/"))
         if uri.startswith("azureml://"):
-            raise LocalMLValidationError(
+            raise _errors().LocalMLValidationError(
                 f"'{uri}' is not a URI localml understands. Use azureml://datastores/<name>/paths/<path>, "
                 "azureml://jobs/<job>/outputs/artifacts/paths/<path> or azureml://jobs/<job>/outputs/<output>."
             )
         if "://" in uri and not uri.startswith("file://"):
-            raise LocalMLValidationError(f"'{uri}' is a remote URI; localml reads local paths and azureml:// URIs only.")
+            raise _errors().LocalMLValidationError(f"'{uri}' is a remote URI; localml reads local paths and azureml:// URIs only.")
         return Path(uri.removeprefix("file://")).expanduser().resolve()
 
     def job_output_dir(self, job_name: str, output_name: str) -> Path:
         job = self.catalog.get_job(job_name)
         if job is None:
-            raise not_found("Job", job_name)
+            raise _errors().not_found("Job", job_name)
         outputs = job["record"].get("outputs", {})
         if output_name not in outputs:
-            raise not_found(f"Output of job '{job_name}'", output_name, known=sorted(outputs))
+            raise _errors().not_found(f"Output of job '{job_name}'", output_name, known=sorted(outputs))
         return self.resolve_uri(outputs[output_name])
 
     def run_artifact_path(self, run_id: str, path: str) -> Path:
@@ -86,7 +93,7 @@ class LocalWorkspace:
         try:
             run = self.tracking.client.get_run(run_id)
         except MlflowException:
-            raise not_found("Job or run", run_id) from None
+            raise _errors().not_found("Job or run", run_id) from None
         local = Path(run.info.artifact_uri.removeprefix("file://")) / path
         if local.exists():
             return local
@@ -102,6 +109,6 @@ class LocalWorkspace:
                 )
             except (MlflowException, OSError) as error:
                 shutil.rmtree(partial, ignore_errors=True)
-                raise not_found(f"Artifact path of run '{run_id}'", path or "/") from error
+                raise _errors().not_found(f"Artifact path of run '{run_id}'", path or "/") from error
             partial.rename(cache)
         return cache / path

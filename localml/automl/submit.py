@@ -7,7 +7,6 @@ empty table fails here, before any job exists.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from azure.ai.ml import Input, Output, command
@@ -69,7 +68,3 @@ def pin_inputs(job, prepared_inputs: dict) -> None:
     for key in DATA_INPUTS:
         if key in prepared_inputs:
             setattr(job, key, Input(type="mltable", path=prepared_inputs[key].path))
-
-
-def staging_folder() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="localml-automl-")

@@ -8,8 +8,6 @@ uploads them, so editing a file after submitting never changes a job.
 
 from __future__ import annotations
 
-import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,10 @@ from typing import Any
 from azure.ai.ml import Input, Output
 
 from localml.errors import LocalMLValidationError
+from localml.execution.placeholders import OPTIONAL, PLACEHOLDER
 from localml.operations.data import DATA_TYPES, check_local_data
 from localml.references import parse_asset_reference, parse_azureml_uri
 
-_PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
-_OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 OUTPUT_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable")
 
 
@@ -45,29 +42,13 @@ def check_placeholders(command: str, inputs: dict, outputs: dict, job_name: str)
         raise LocalMLValidationError(f"Job '{job_name}' has an empty command.")
     declared = {"inputs": inputs, "outputs": outputs}
     # an optional part $[[...]] may name an input the job leaves out; it is dropped at run time
-    for group, key in _PLACEHOLDER.findall(_OPTIONAL.sub("", command)):
+    for group, key in PLACEHOLDER.findall(OPTIONAL.sub("", command)):
         if key not in declared[group]:
             known = ", ".join(sorted(declared[group])) or "none"
             raise LocalMLValidationError(
                 f"The command of job '{job_name}' uses ${{{{{group}.{key}}}}}, but the job declares no {group[:-1]} "
                 f"named '{key}' (declared {group}: {known}). Add it to {group}= or fix the command."
             )
-
-
-def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]) -> str:
-    """The shell command with placeholders replaced; an optional ``$[[...]]`` part is kept only if its inputs are set."""
-    values = {"inputs": inputs, "outputs": outputs}
-
-    def optional(match: re.Match) -> str:
-        part = match.group(1)
-        names = _PLACEHOLDER.findall(part)
-        return part if all(values[g].get(k) is not None for g, k in names) else ""
-
-    def substitute(match: re.Match) -> str:
-        value = values[match.group(1)][match.group(2)]
-        return shlex.quote(str(value))
-
-    return _PLACEHOLDER.sub(substitute, _OPTIONAL.sub(optional, command))
 
 
 def resolve_input(workspace, data_operations, job_name: str, key: str, value: Any) -> tuple[Any, Any, str]:

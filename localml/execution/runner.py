@@ -15,10 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from localml.execution.command import render_command
+from localml.execution.placeholders import render_command
 from localml.execution.processes import cancel_children, is_alive, stop_tree
 from localml.store import ACTIVE_STATUSES
 from localml.workspace import LocalWorkspace
@@ -47,7 +48,11 @@ class JobRunner:
                 self._set_status("Preparing")
                 command, workdir, env = self._prepare()
                 self._set_status("Running")
+                # finalizing needs MLflow, slow to import: load it while the job's own command runs
+                preload = threading.Thread(target=lambda: self.workspace.tracking.client, daemon=True)
+                preload.start()
                 return_code = self._execute(command, workdir, env)
+                preload.join()
                 self._set_status("Finalizing")
                 self._store_artifacts(workdir)
                 status, error = self._outcome(return_code)

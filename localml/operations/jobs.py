@@ -10,6 +10,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -20,8 +21,6 @@ from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
 from azure.ai.ml.entities._builders import BaseNode
 from azure.ai.ml.exceptions import ErrorCategory, JobException
 
-from localml.automl import submit as automl
-from localml.automl.submit import automl_command, pin_inputs, staging_folder
 from localml.sweep import submit as sweep
 from localml.sweep.submit import driver_command, parameter_names, stored_spec, sweep_settings, trial_template
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
@@ -112,10 +111,12 @@ class JobOperations:
         if isinstance(job, CommandJob):
             return self._prepare_command(job)
         if isinstance(job, AutoMLJob):
-            with staging_folder() as staging:
-                internal = automl_command(job, self._data, Path(staging))
+            from localml.automl import submit as automl  # loads the featurization stack: for AutoML jobs only
+
+            with tempfile.TemporaryDirectory(prefix="localml-automl-") as staging:
+                internal = automl.automl_command(job, self._data, Path(staging))
                 _, record = self._prepare_command(internal)
-            pin_inputs(job, internal.inputs)
+            automl.pin_inputs(job, internal.inputs)
             record.update(summary_file="outputs/automl_summary.json", summary_properties=automl.SUMMARY_PROPERTIES)
             return job._to_dict(), record
         if isinstance(job, SweepJob):
@@ -133,7 +134,7 @@ class JobOperations:
             "template": {k: template_spec.get(k) for k in ("command", "code", "environment", "inputs", "outputs", "compute", "environment_variables")},
             "parameters": sorted(parameter_names(settings["search_space"])),
         }
-        with staging_folder() as staging:
+        with tempfile.TemporaryDirectory(prefix="localml-sweep-") as staging:
             _, record = self._prepare_command(driver_command(job, Path(staging), config))
         record.update(max_instances=None, summary_file="outputs/sweep_summary.json", summary_properties=sweep.SUMMARY_PROPERTIES)
         return stored_spec(job, template_spec, settings), record

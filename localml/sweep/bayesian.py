@@ -9,12 +9,16 @@ Why this exists:
 
 How it samples: the first ``n_startup_trials`` trials, and every parameter outside the search space shared by
 all completed trials (e.g. a nested choice's parameters), come from ``RandomSampler(seed)``. After that it fits
-a ``GaussianProcessRegressor`` (constant x Matern 5/2 + white noise, normalized targets) to the completed
-trials in Optuna's ``[0, 1]`` encoding of the space (categoricals one-hot), and picks the candidate with the
-highest Expected Improvement among uniform random points and Gaussian perturbations of the best observed
-points. Candidates are snapped to valid values (steps, integers, one-hot) before they are scored. Running
-trials count as observed at the GP's mean prediction ("kriging believer"), so trials asked together differ.
-Given the seed and the sequence of asks and tells, the configurations are reproducible.
+a ``GaussianProcessRegressor`` (constant x Matern 5/2 with one length scale per column, plus white noise) to
+the completed trials in Optuna's ``[0, 1]`` encoding of the space (categoricals one-hot), and picks the
+candidate with the highest Expected Improvement among uniform random points and Gaussian perturbations of the
+best observed points; candidates are snapped to configurations the space can take before they are scored.
+Choices measured to help at sweep budgets: the GP's prior mean is the worst result so far (not the mean),
+which keeps it from spending trials on the corners of the box; EI uses the noise-free posterior and, as the
+incumbent, the best posterior mean at a tried point (not a possibly lucky observed value); points already
+tried are left out. Running trials count as observed at the GP's predicted mean ("kriging believer") and
+candidates next to them are left out, so trials asked together do not pick the same point. Given the seed and
+the sequence of asks and tells, the configurations are reproducible.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from threadpoolctl import threadpool_limits
+
+#: How close (in the ``[0, 1]`` encoding) a new point may come to a running trial's while there are others.
+PENDING_RADIUS = 0.05
 
 
 class GaussianProcessSampler(optuna.samplers.BaseSampler):
@@ -92,6 +99,7 @@ class GaussianProcessSampler(optuna.samplers.BaseSampler):
         x = np.array([transform.transform(_params(t, search_space)) for t in complete])
         y = np.array([sign * t.value for t in complete])
         pending = np.array([transform.transform(_params(t, search_space)) for t in running])
+        pending = pending.reshape(-1, x.shape[1])  # (0, columns) when no trial is running
         # One generator per trial number: the same tells give the same point however often we are called.
         rng = np.random.default_rng([self._seed, trial.number])
         # The matrices are tiny: BLAS threads only add overhead (many times the work on a busy machine).
@@ -108,12 +116,27 @@ class GaussianProcessSampler(optuna.samplers.BaseSampler):
         self, x: np.ndarray, y: np.ndarray, pending: np.ndarray, search_space: dict[str, BaseDistribution],
         transform: _SearchSpaceTransform, rng: np.random.Generator,
     ) -> np.ndarray:
-        gp = _fit(x, y, rng)
-        if len(pending):  # kriging believer: running trials are observed at the predicted mean
-            gp = _fit(np.vstack([x, pending]), np.concatenate([y, gp.predict(pending)]), rng, kernel=gp.kernel_)
+        # Standardize with the worst value as the prior mean: unexplored regions are expected to be no better
+        # than the worst result so far, which keeps a small budget from being spent on the box's corners.
+        y = (y - y.max()) / (y.std() or 1.0)
+        kernel, noise = _fit_hyperparameters(x, y, rng)
+        # Kriging believer: running trials count as observed at the GP's predicted mean, so that trials asked
+        # together do not pick the same point (its expected improvement is then about 0).
+        believed = _posterior(x, y, kernel, noise).predict(pending) if len(pending) else np.zeros(0)
+        tried = np.vstack([x, pending])
+        model = _posterior(tried, np.concatenate([y, believed]), kernel, noise)
         candidates = self._candidates(x, y, search_space, transform, rng)
-        mean, std = gp.predict(candidates, return_std=True)
-        return candidates[int(np.argmax(_expected_improvement(mean, std, y.min())))]
+        # Leave out points already tried (clipping and one-hot snapping can repeat one) and, as the believed
+        # values alone would let trials asked together crowd one spot, points next to a running trial.
+        fresh = (_distances(candidates, x) > 1e-6).all(axis=1)
+        fresh &= (_distances(candidates, pending) > PENDING_RADIUS).all(axis=1)
+        if fresh.any():
+            candidates = candidates[fresh]
+        mean, std = model.predict(candidates, return_std=True)
+        # The incumbent is the best posterior mean at a tried point rather than the best observed value, which
+        # with noisy results may be a lucky draw that makes every improvement look hopeless.
+        incumbent = model.predict(tried).min()
+        return candidates[int(np.argmax(_expected_improvement(mean, std, incumbent)))]
 
     def _candidates(
         self, x: np.ndarray, y: np.ndarray, search_space: dict[str, BaseDistribution],
@@ -142,27 +165,30 @@ def _snap(
     return snapped
 
 
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` and the rows of ``b``."""
+    return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
+
+
 def _params(trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
     return {name: trial.params[name] for name in search_space}
 
 
-def _fit(
-    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, kernel: Any = None
-) -> GaussianProcessRegressor:
-    """Fit the GP; with a given (already fitted) ``kernel`` the hyperparameters are kept as they are."""
-    optimize = kernel is None
-    if optimize:
-        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
-            length_scale=np.full(x.shape[1], 0.5), length_scale_bounds=(1e-2, 1e1), nu=2.5
-        ) + WhiteKernel(1e-3, (1e-6, 1e-1))
-    gp = GaussianProcessRegressor(
-        kernel=kernel, normalize_y=True, optimizer="fmin_l_bfgs_b" if optimize else None,
-        random_state=int(rng.integers(2**31)),
-    )
+def _fit_hyperparameters(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[Any, float]:
+    """The fitted signal kernel (constant x Matern 5/2, one length scale per column) and noise variance."""
+    kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
+        length_scale=np.full(x.shape[1], 0.5), length_scale_bounds=(0.05, 10.0), nu=2.5
+    ) + WhiteKernel(1e-3, (1e-6, 1e-1))
+    gp = GaussianProcessRegressor(kernel=kernel, random_state=int(rng.integers(2**31)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         gp.fit(x, y)
-    return gp
+    return gp.kernel_.k1, float(gp.kernel_.k2.noise_level)
+
+
+def _posterior(x: np.ndarray, y: np.ndarray, kernel: Any, noise: float) -> GaussianProcessRegressor:
+    """The GP with fixed hyperparameters, the noise as ``alpha``: it predicts the noise-free objective."""
+    return GaussianProcessRegressor(kernel=kernel, alpha=noise, optimizer=None).fit(x, y)
 
 
 def _expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:

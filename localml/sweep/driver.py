@@ -23,7 +23,7 @@ from localml.sweep.policies import EarlyTermination, TrialProgress
 from localml.sweep.space import SearchSpace, make_sampler
 
 SUMMARY_FILE = "sweep_summary.json"
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 
 
 def log(message: str) -> None:

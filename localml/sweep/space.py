@@ -58,7 +58,6 @@ import optuna
 from scipy.stats import norm
 
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError
-from localml.sweep.bayesian import GaussianProcessSampler
 
 #: The sampling algorithms localml runs: Azure's three, with random's ``rule="sobol"`` as its own name.
 SAMPLING_ALGORITHMS = ("grid", "random", "sobol", "bayesian")
@@ -86,7 +85,8 @@ _SDK_NAMES = {
 #: The Optuna parameter that carries the grid point when sampling is ``grid``.
 GRID_PARAM = "grid_point"
 #: Seed used for Sobol scrambling when the sweep gives none, so that a sweep is reproducible.
-DEFAULT_SOBOL_SEED = 0
+#: The seed of sobol and bayesian sampling when none is given (Azure's bayesian takes none): reproducible sweeps.
+DEFAULT_SEED = 0
 #: Bayesian sampling's random start-up trials before it models the results (at most; see ``make_sampler``).
 MAX_BAYESIAN_STARTUP_TRIALS = 5
 
@@ -500,7 +500,7 @@ def make_sampler(
       0, so a sobol sweep is reproducible. Optuna's ``QMCSampler`` draws the very first trial with its
       random sampler (same seed) and takes the space from it; parameters of nested dicts that the first
       trial did not draw are then sampled at random.
-    * ``bayesian``: :class:`~localml.sweep.bayesian.GaussianProcessSampler` ``(seed=seed, n_startup_trials=...)``,
+    * ``bayesian``: :class:`~localml.sweep.bayesian.GaussianProcessSampler` ``(seed=seed or 0, n_startup_trials=...)``,
       a Gaussian process with Expected Improvement like Azure's bayesian sampling (Optuna's TPE barely beats
       random sampling at sweep budgets, and its ``GPSampler`` needs torch): 5 random start-up trials, or a
       quarter of ``max_total_trials`` when that is smaller (at least 1), so that it starts exploiting early.
@@ -521,10 +521,12 @@ def make_sampler(
         with warnings.catch_warnings():  # QMCSampler is marked experimental; we chose it deliberately
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.QMCSampler(
-                qmc_type="sobol", scramble=True, seed=DEFAULT_SOBOL_SEED if seed is None else seed,
+                qmc_type="sobol", scramble=True, seed=DEFAULT_SEED if seed is None else seed,
                 warn_independent_sampling=False,
             )
     startup = MAX_BAYESIAN_STARTUP_TRIALS
     if max_total_trials is not None:
         startup = max(1, min(MAX_BAYESIAN_STARTUP_TRIALS, int(max_total_trials) // 4))
-    return GaussianProcessSampler(seed=seed, n_startup_trials=startup)
+    from localml.sweep.bayesian import GaussianProcessSampler  # scikit-learn: loaded for bayesian sweeps only
+
+    return GaussianProcessSampler(seed=DEFAULT_SEED if seed is None else seed, n_startup_trials=startup)

@@ -22,6 +22,7 @@ from azure.ai.ml.sweep import (
     Uniform,
 )
 
+from localml import LocalMLClient
 from localml.errors import LocalMLValidationError
 
 ENV = "AzureML-sklearn-1.5@latest"
@@ -51,17 +52,18 @@ TRIAL_SCRIPTS = {
         args = parser.parse_args()
         mlflow.log_metric("score", 1 - (args.x - 0.3) ** 2 - (args.y - 0.7) ** 2)
     """,
-    # a learning curve: score = quality * epoch, one logging per epoch, with a pause so a policy can act
+    # a learning curve: score = quality * epoch, one logging per epoch; a weaker trial learns more slowly
+    # (pause / quality between loggings), so whenever it logs, the stronger ones have logged that epoch too
     "curve.py": """
         import argparse, time
         import mlflow
         parser = argparse.ArgumentParser()
         parser.add_argument("--quality", type=float, required=True)
         parser.add_argument("--epochs", type=int, default=8)
-        parser.add_argument("--pause", type=float, default=0.8)
+        parser.add_argument("--pause", type=float, default=0.5)
         args = parser.parse_args()
         for epoch in range(1, args.epochs + 1):
-            time.sleep(args.pause)
+            time.sleep(args.pause / args.quality)
             mlflow.log_metric("score", args.quality * epoch, step=epoch)
     """,
     # never logs the primary metric
@@ -74,13 +76,30 @@ TRIAL_SCRIPTS = {
 }
 
 
-@pytest.fixture
-def trial_code(tmp_path):
-    folder = tmp_path / "trials"
+def write_trial_scripts(folder):
     folder.mkdir()
     for name, text in TRIAL_SCRIPTS.items():
         (folder / name).write_text(textwrap.dedent(text).lstrip())
     return folder
+
+
+@pytest.fixture
+def trial_code(tmp_path):
+    return write_trial_scripts(tmp_path / "trials")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def timed_out_sweep(tmp_path_factory):
+    """A sweep whose timeout passes while its first trial runs. Azure counts sweep timeouts in whole minutes
+    (the SDK rounds 5 s up to 60 s), so it starts before this module's other tests and is checked last."""
+    root = tmp_path_factory.mktemp("timeout")
+    client = LocalMLClient(root / "ws")
+    job = trial_job(write_trial_scripts(root / "trials"), "curve.py", quality=1.0, pause=20.0)
+    sweep = job(quality=Choice(values=[1.0, 0.5])).sweep(sampling_algorithm="grid", primary_metric="score", goal="Maximize")
+    sweep.set_limits(max_total_trials=2, max_concurrent_trials=1, timeout=5, trial_timeout=600)
+    name = client.jobs.create_or_update(sweep).name
+    yield client, name
+    client.jobs.begin_cancel(name).result(timeout=60)  # if a test stopped early: the sweep takes its trials with it
 
 
 def trial_job(code, script: str, **inputs):
@@ -143,18 +162,18 @@ def test_random_and_sobol_honour_max_total_trials_and_sobol_repeats_its_configur
         sweep = trial_job(trial_code, "smooth.py", x=0.5, y=0.5)(**space).sweep(
             sampling_algorithm=sampling, primary_metric="score", goal="Maximize"
         )
-        sweep.set_limits(max_total_trials=3, max_concurrent_trials=3)
+        sweep.set_limits(max_total_trials=2, max_concurrent_trials=2)
         names[label] = ml_client.jobs.create_or_update(sweep).name
     configurations = {}
     for label, name in names.items():
         assert helpers.wait_for_status(ml_client, name, timeout=SWEEP_TIMEOUT) == "Completed"
         trials = trials_of(ml_client, name)
-        assert len(trials) == 3, label
+        assert len(trials) == 2, label
         configurations[label] = [trial_params(ml_client, t) for t in trials]
         for params in configurations[label]:
             assert 0 <= float(params["x"]) <= 1 and float(params["y"]) in (0.2, 0.5, 0.7, 0.9)
     assert configurations["sobol-a"] == configurations["sobol-b"]
-    assert len({p["x"] for p in configurations["sobol-a"]}) == 3
+    assert len({p["x"] for p in configurations["sobol-a"]}) == 2
 
 
 def test_bayesian_finds_a_better_configuration_than_random_with_the_same_budget(ml_client, trial_code, helpers):
@@ -162,15 +181,17 @@ def test_bayesian_finds_a_better_configuration_than_random_with_the_same_budget(
     names = {}
     for sampling in ("random", "bayesian"):
         sweep = trial_job(trial_code, "smooth.py", x=0.5, y=0.5)(**space).sweep(
-            sampling_algorithm=RandomSamplingAlgorithm(seed=3) if sampling == "random" else sampling,
+            sampling_algorithm=RandomSamplingAlgorithm(seed=0) if sampling == "random" else sampling,
             primary_metric="score", goal="Maximize",
         )
-        sweep.set_limits(max_total_trials=12, max_concurrent_trials=2)
+        # one bayesian trial at a time: each configuration then follows from all earlier results, and with
+        # localml's default seed the sweep is reproducible (concurrent tells arrive in timing order)
+        sweep.set_limits(max_total_trials=8, max_concurrent_trials=1 if sampling == "bayesian" else 2)
         names[sampling] = ml_client.jobs.create_or_update(sweep).name
     best = {}
     for sampling, name in names.items():
         assert helpers.wait_for_status(ml_client, name, timeout=SWEEP_TIMEOUT) == "Completed"
-        assert len(trials_of(ml_client, name)) == 12
+        assert len(trials_of(ml_client, name)) == 8
         best[sampling] = float(ml_client.jobs.get(name).properties["best_score"])
     assert best["bayesian"] > best["random"], best
     assert best["bayesian"] > 0.99, best
@@ -178,18 +199,19 @@ def test_bayesian_finds_a_better_configuration_than_random_with_the_same_budget(
 
 POLICIES = {
     "bandit": BanditPolicy(slack_factor=0.2, evaluation_interval=1),
-    "median_stopping": MedianStoppingPolicy(evaluation_interval=1),
+    "median_stopping": MedianStoppingPolicy(evaluation_interval=1, delay_evaluation=1),
     "truncation_selection": TruncationSelectionPolicy(truncation_percentage=34, evaluation_interval=1),
 }
 
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_early_termination_stops_the_weak_trial_and_only_it(ml_client, trial_code, helpers, policy):
-    # Curves score = q * epoch for q in (1.0, 0.9, 0.2), all three trials running at once. Whatever the
-    # timing, each policy's rule stops q = 0.2 and never the others:
-    # bandit: 0.2 < 1.0 / 1.2 but 0.9 >= 1.0 / 1.2; median: 0.2 * k is below the median of the others'
-    # running averages (>= 0.9 * (k + 1) / 2 ... at every k), 0.9 * k never is; truncation 34%: of 3 trials
-    # the lowest one is cut, of 2 none.
+    # Curves score = q * epoch for q in (1.0, 0.9, 0.2), all three trials running at once, the weak one
+    # logging 5x more slowly. Each policy's rule stops q = 0.2 and never the others:
+    # bandit (slack 0.2): 0.2 < 1.0 / 1.2, but 0.9 >= 1.0 / 1.2;
+    # median stopping (delay 1): 0.2 * k is below the median of the others' running averages
+    # (>= 0.9 * (k + 1) / 2) from k = 2 on, while 0.9 * k is at least 0.75x the best running average from k = 2;
+    # truncation 34%: of 3 trials the lowest is cut, of 2 none (and the weak one is never ahead of the others).
     sweep = trial_job(trial_code, "curve.py", quality=1.0)(quality=Choice(values=[1.0, 0.9, 0.2])).sweep(
         sampling_algorithm="grid", primary_metric="score", goal="Maximize", early_termination_policy=POLICIES[policy]
     )
@@ -222,7 +244,7 @@ def test_a_trial_that_never_logs_the_primary_metric_fails_naming_it(ml_client, t
 
 def test_trials_share_the_compute_and_a_canceled_sweep_stops_its_trials(ml_client, trial_code, helpers):
     ml_client.compute.begin_create_or_update(AmlCompute(name="one-node", size="STANDARD_DS3_V2", max_instances=1)).result()
-    job = trial_job(trial_code, "curve.py", quality=1.0, pause=0.5)
+    job = trial_job(trial_code, "curve.py", quality=1.0, pause=0.3)
     job.compute = "one-node"
     sweep = job(quality=Choice(values=[1.0, 0.5, 0.2])).sweep(sampling_algorithm="grid", primary_metric="score", goal="Maximize")
     sweep.set_limits(max_total_trials=3, max_concurrent_trials=3)
@@ -239,18 +261,6 @@ def test_trials_share_the_compute_and_a_canceled_sweep_stops_its_trials(ml_clien
     for trial in trials_of(ml_client, name):
         assert helpers.wait_for_status(ml_client, trial.name) == "Canceled"
     assert ml_client.jobs.get(name).status == "Canceled"
-
-
-def test_the_sweep_timeout_cancels_its_running_trial_and_launches_no_more(ml_client, trial_code, helpers):
-    # Azure counts sweep timeouts in whole minutes (the SDK rounds 5 s up to 60 s), so this test takes a minute
-    job = trial_job(trial_code, "curve.py", quality=1.0, pause=20.0)
-    sweep = job(quality=Choice(values=[1.0, 0.5])).sweep(sampling_algorithm="grid", primary_metric="score", goal="Maximize")
-    sweep.set_limits(max_total_trials=2, max_concurrent_trials=1, timeout=5, trial_timeout=600)
-    parent, trials = run_sweep(ml_client, helpers, sweep)
-    assert [t.status for t in trials] == ["Canceled"]  # the second trial never started
-    assert trials[0].limits.timeout == 600  # each trial runs under the sweep's trial_timeout
-    assert parent.status == "Failed"
-    assert "timeout" in parent.properties["localml.error"]
 
 
 def _sweep_from(code, space, limits=None, **settings):
@@ -285,3 +295,13 @@ def test_bad_sweeps_are_rejected_before_any_trial(ml_client, trial_code, build, 
         ml_client.jobs.create_or_update(build(trial_code))
     assert len(str(error.value)) > 40  # says what to do, not just what failed
     assert list(ml_client.jobs.list()) == []
+
+
+def test_the_sweep_timeout_cancels_its_running_trial_and_launches_no_more(timed_out_sweep, helpers):
+    client, name = timed_out_sweep
+    helpers.wait_for_status(client, name, timeout=SWEEP_TIMEOUT)
+    parent, trials = client.jobs.get(name), trials_of(client, name)
+    assert [t.status for t in trials] == ["Canceled"]  # the second trial never started
+    assert trials[0].limits.timeout == 600  # each trial runs under the sweep's trial_timeout
+    assert parent.status == "Failed"
+    assert "timeout" in parent.properties["localml.error"]

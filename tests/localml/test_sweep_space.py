@@ -25,6 +25,7 @@ from azure.ai.ml.sweep import (
 )
 
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError
+from localml.sweep.bayesian import GaussianProcessSampler
 from localml.sweep.space import GRID_PARAM, SearchSpace, make_sampler, parse_sampling
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -271,7 +272,9 @@ def test_make_sampler_gives_the_documented_samplers():
     assert isinstance(make_sampler("grid", None, space("grid")), optuna.samplers.GridSampler)
     assert isinstance(make_sampler("random", 1, space("random")), optuna.samplers.RandomSampler)
     assert isinstance(make_sampler("sobol", None, space("sobol")), optuna.samplers.QMCSampler)
-    assert isinstance(make_sampler("bayesian", None, space("bayesian"), max_total_trials=8), optuna.samplers.TPESampler)
+    bayesian = make_sampler("bayesian", None, space("bayesian"), max_total_trials=8)
+    assert isinstance(bayesian, GaussianProcessSampler)
+    assert bayesian._n_startup_trials == 2  # a quarter of max_total_trials, below the default 5
 
 
 def test_sobol_is_reproducible_by_seed():

@@ -1,0 +1,30 @@
+"""The ``${{inputs.x}}`` / ``${{outputs.y}}`` placeholders of a job's command, and filling them in.
+
+Kept apart from ``command.py`` (which checks a job at submission with the SDK's entities) so that the
+job runner, a process per job, fills a command in without loading the SDK.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
+OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
+
+
+def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]) -> str:
+    """The shell command with placeholders replaced; an optional ``$[[...]]`` part is kept only if its inputs are set."""
+    values = {"inputs": inputs, "outputs": outputs}
+
+    def optional(match: re.Match) -> str:
+        part = match.group(1)
+        names = PLACEHOLDER.findall(part)
+        return part if all(values[g].get(k) is not None for g, k in names) else ""
+
+    def substitute(match: re.Match) -> str:
+        value = values[match.group(1)][match.group(2)]
+        return shlex.quote(str(value))
+
+    return PLACEHOLDER.sub(substitute, OPTIONAL.sub(optional, command))
