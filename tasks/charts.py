@@ -48,8 +48,10 @@ def sweep_chart(result: SweepResult) -> bytes:
     right.set_xticks(range(len(names)), names, rotation=15)
     right.set_yticks([])
     right.set_title("hyperparameters (each axis scaled to its range; dashed: no score)")
-    for position in range(len(names)):
+    for position, (name, axis) in enumerate(zip(names, axes)):
         right.axvline(position, color="black", linewidth=0.5)
+        for value, height in sorted({(t.parameters.get(name), y) for t, y in zip(trials, axis) if t.parameters.get(name)}, key=lambda p: p[1]):
+            right.annotate(value, (position, height), xytext=(3, 2), textcoords="offset points", fontsize=7)
 
     figure.tight_layout()
     buffer = io.BytesIO()
