@@ -61,7 +61,13 @@ class JobOperations:
     ) -> Job:
         """Validate and submit ``job``; it runs in its own process and outlives the caller."""
         self._faults.before("jobs.create_or_update")
-        name = self._submit(job, description=description, compute=compute, tags=tags, experiment_name=experiment_name)
+        if isinstance(job, BaseNode) and hasattr(job, "_to_job"):
+            job = job._to_job()
+        job.description = description or job.description
+        job.compute = compute or job.compute
+        job.tags = {**(job.tags or {}), **(tags or {})}
+        job.experiment_name = experiment_name or job.experiment_name or _default_experiment()
+        name = self._submit(job)
         self._faults.after("jobs.create_or_update")
         return self.get(name)
 
@@ -69,22 +75,7 @@ class JobOperations:
         """Submit a trial of the sweep job ``parent`` (localml's own use: Azure's sweep service does this)."""
         return self.get(self._submit(job, parent=parent))
 
-    def _submit(
-        self,
-        job: Job,
-        *,
-        description: str | None = None,
-        compute: str | None = None,
-        tags: dict | None = None,
-        experiment_name: str | None = None,
-        parent: str | None = None,
-    ) -> str:
-        if isinstance(job, BaseNode) and hasattr(job, "_to_job"):
-            job = job._to_job()
-        job.description = description or job.description
-        job.compute = compute or job.compute
-        job.tags = {**(job.tags or {}), **(tags or {})}
-        job.experiment_name = experiment_name or job.experiment_name or _default_experiment()
+    def _submit(self, job: Job, parent: str | None = None) -> str:
         job.name = job.name or _generated_name()
         if not _JOB_NAME.match(job.name):
             raise LocalMLValidationError(
