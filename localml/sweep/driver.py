@@ -38,7 +38,6 @@ class Trial:
     values: list[float] = field(default_factory=list)
     status: str = "NotStarted"
     stopped_early: bool = False
-    started: float = field(default_factory=time.time)
 
     @property
     def running(self) -> bool:
@@ -52,11 +51,9 @@ class Sweep:
         self.parent = config["parent"]
         self.metric = config["primary_metric"]
         self.maximize = config["maximize"]
-        space = SearchSpace(config["search_space"], config["sampling"])
-        self.space = space
-        self.study = optuna.create_study(
-            direction="maximize" if self.maximize else "minimize", sampler=make_sampler(config["sampling"], config["seed"], space, max_total_trials=config["max_total_trials"])
-        )
+        self.space = SearchSpace(config["search_space"], config["sampling"])
+        sampler = make_sampler(config["sampling"], config["seed"], self.space, max_total_trials=config["max_total_trials"])
+        self.study = optuna.create_study(direction="maximize" if self.maximize else "minimize", sampler=sampler)
         self.policy = EarlyTermination(config["early_termination"], maximize=self.maximize)
         self.max_trials = config["max_total_trials"]
         self.max_concurrent = config["max_concurrent_trials"] or self.max_trials
@@ -73,11 +70,10 @@ class Sweep:
             self.timed_out = self.deadline is not None and time.time() > self.deadline
             if self.timed_out:
                 self._cancel_running("the sweep's timeout passed")
-            timed_out = self.timed_out
-            while not timed_out and len(self.trials) < self.max_trials and self._running_count() < self.max_concurrent:
+            while not self.timed_out and len(self.trials) < self.max_trials and self._running_count() < self.max_concurrent:
                 self._launch()
             self._observe()
-            if not any(t.running for t in self.trials) and (timed_out or len(self.trials) >= self.max_trials):
+            if not any(t.running for t in self.trials) and (self.timed_out or len(self.trials) >= self.max_trials):
                 break
             time.sleep(POLL_SECONDS)
 
