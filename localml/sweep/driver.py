@@ -81,13 +81,13 @@ class Sweep:
         return sum(1 for t in self.trials if t.running)
 
     def _launch(self) -> None:
-        from azure.ai.ml import Input, command
+        from azure.ai.ml import Input, Output, command
         from azure.ai.ml.entities import CommandJobLimits
 
         study_trial = self.study.ask()
         parameters = self.space.suggest(study_trial)
         name = f"{self.parent}_{len(self.trials)}"
-        template = self.config["template"]
+        template = self.config["template"]  # each trial writes its own outputs, so they get no path here
         data_inputs = {
             k: Input(type=v["type"], path=v["path"]) for k, v in (template["inputs"] or {}).items()
             if isinstance(v, dict) and "path" in v and k not in parameters
@@ -100,6 +100,7 @@ class Sweep:
             environment=template["environment"],
             environment_variables=template.get("environment_variables") or None,
             inputs={**data_inputs, **literals, **parameters},
+            outputs={k: Output(type=v.get("type", "uri_folder")) for k, v in (template.get("outputs") or {}).items()},
             compute=(template.get("compute") or "").removeprefix("azureml:") or None,
             experiment_name=self.experiment_name,
             display_name=name,

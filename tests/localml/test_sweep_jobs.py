@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from azure.ai.ml import command
+from azure.ai.ml import Output, command
 from azure.ai.ml.entities import AmlCompute, Model
 from azure.ai.ml.sweep import (
     BanditPolicy,
@@ -65,6 +65,17 @@ TRIAL_SCRIPTS = {
         for epoch in range(1, args.epochs + 1):
             time.sleep(args.pause / args.quality)
             mlflow.log_metric("score", args.quality * epoch, step=epoch)
+    """,
+    # writes to a named output
+    "out.py": """
+        import argparse, pathlib
+        import mlflow
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--r", type=float, required=True)
+        parser.add_argument("--out", required=True)
+        args = parser.parse_args()
+        pathlib.Path(args.out, "r.txt").write_text(str(args.r))
+        mlflow.log_metric("score", args.r)
     """,
     # never logs the primary metric
     "silent.py": """
@@ -152,6 +163,19 @@ def test_grid_example_tries_each_reg_rate_once_and_registers_the_best_trials_mod
     stored = ml_client._workspace.resolve_uri(model.path)
     assert (stored / "weights.txt").read_text() == "reg_rate=0.1"
     assert model.job_name == best
+
+
+def test_each_trial_writes_its_own_named_outputs(ml_client, trial_code, helpers):
+    job = command(
+        code=str(trial_code), command="python out.py --r ${{inputs.r}} --out ${{outputs.model}}", inputs={"r": 0.1},
+        outputs={"model": Output(type="uri_folder")}, environment=ENV, experiment_name="sweeps",
+    )
+    sweep = job(r=Choice(values=[0.1, 0.5])).sweep(sampling_algorithm="grid", primary_metric="score", goal="Maximize")
+    parent, trials = run_sweep(ml_client, helpers, sweep)
+    assert parent.status == "Completed", parent.properties["localml.error"]
+    written = {t.name: (ml_client._workspace.resolve_uri(f"azureml://jobs/{t.name}/outputs/model") / "r.txt").read_text() for t in trials}
+    assert sorted(written.values()) == ["0.1", "0.5"]
+    assert written[parent.properties["best_child_run_id"]] == "0.5"
 
 
 def test_random_and_sobol_honour_max_total_trials_and_sobol_repeats_its_configurations(ml_client, trial_code, helpers):
