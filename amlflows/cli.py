@@ -49,8 +49,15 @@ def _parse_value(text: str) -> Any:
 
 
 def _parse_setting(text: str) -> Any:
-    """A nested setting: JSON, or ``none`` to turn it off."""
-    return _NONE if text.strip().lower() in ("none", "null") else _parse_value(text)
+    """A nested setting: a JSON object, or ``none`` to turn it off."""
+    if text.strip().lower() in ("none", "null"):
+        return _NONE
+    value = _parse_value(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"type\": \"bandit\", \"slack_factor\": 0.1}}', or 'none'; got {text!r}"
+        )
+    return value
 
 
 def _parse_mapping(items: list[str]) -> dict[str, Any]:
