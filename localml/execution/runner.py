@@ -1,9 +1,9 @@
 """The detached process that runs one command job: ``python -m localml.execution.runner ROOT JOB``.
 
 It outlives whoever submitted the job. It waits for a slot on the job's compute
-(Queued), prepares a working folder (Preparing), runs the command (Running),
-stores ``./outputs`` and the logs as the run's artifacts (Finalizing) and records
-the final status. A cancel request arrives as SIGTERM.
+(Queued), prepares a working folder and the job's environment (Preparing), runs
+the command (Running), stores ``./outputs`` and the logs as the run's artifacts
+(Finalizing) and records the final status. A cancel request arrives as SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from localml.execution.placeholders import render_command
 from localml.execution.processes import cancel_children, is_alive, stop_tree
+from localml.execution.venvs import BuildStopped, EnvironmentBuildError, ensure_venv
 from localml.store import ACTIVE_STATUSES
 from localml.workspace import LocalWorkspace
 
@@ -59,6 +60,10 @@ class JobRunner:
                 self._record_summary(workdir)
             else:
                 status = "Canceled"
+        except BuildStopped:
+            status = "Canceled"
+        except EnvironmentBuildError as exc:
+            error = self._environment_failed(exc)
         except Exception as exc:  # the runner's own failure must still end the job with a reason
             error = f"localml could not run the job: {type(exc).__name__}: {exc}"
             print(error, file=sys.stderr)
@@ -115,7 +120,7 @@ class JobRunner:
         for warning in self.record.get("warnings", []):
             self._log_line(f"[localml] warning: {warning}")
         command = render_command(prepared["command"], prepared["inputs"], outputs)
-        interpreter = Path(self.record["interpreter"])
+        interpreter = self._interpreter()
         env = {**os.environ, **prepared["environment_variables"]}
         env.update(
             MLFLOW_TRACKING_URI=self.workspace.tracking.uri,
@@ -126,7 +131,32 @@ class JobRunner:
             PYTHONUNBUFFERED="1",
             PATH=f"{interpreter.parent}{os.pathsep}{os.environ.get('PATH', '')}",
         )
+        if self.record.get("environment_build"):
+            env["VIRTUAL_ENV"] = str(interpreter.parent.parent)
         return command, workdir, env
+
+    def _interpreter(self) -> Path:
+        """The job's Python: the current one for curated and image-only environments, else its built venv's."""
+        plan = self.record.get("environment_build")
+        if plan is None:
+            return Path(self.record["interpreter"])
+        return ensure_venv(
+            self.workspace.root,
+            plan,
+            self._log_line,
+            keep_log_at=self.job_dir / "system_logs" / "environment_build.txt",
+            stop=lambda: self.stop_reason is not None,
+        )
+
+    def _environment_failed(self, exc: EnvironmentBuildError) -> str:
+        """The job's error; its user log gets it too (with the build log's tail), and the logs become artifacts."""
+        error = f"{exc}\nFull log: system_logs/environment_build.txt"
+        self._log_line(f"[localml] {error}")
+        try:
+            self._store_artifacts(self.job_dir / "wd")
+        except Exception as store_exc:  # the build's failure is the job's error; a tracking hiccup must not hide it
+            print(f"could not store the logs of {self.name}: {store_exc}", file=sys.stderr)
+        return error
 
     # -- Running --------------------------------------------------------------------------
     def _execute(self, command: str, workdir: Path, env: dict[str, str]) -> int:
@@ -165,6 +195,7 @@ class JobRunner:
             (workdir / "outputs", "outputs"),
             (workdir / "logs", "logs"),
             (self.job_dir / "user_logs", "user_logs"),
+            (self.job_dir / "system_logs", "system_logs"),
         ):
             if local.is_dir() and any(local.iterdir()):
                 client.log_artifacts(self.name, str(local), artifact_path)

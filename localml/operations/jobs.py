@@ -142,7 +142,7 @@ class JobOperations:
                 "(curated names run on the current interpreter)."
             )
         environment = _strip_prefix(job.environment if isinstance(job.environment, str) else _environment_ref(job.environment))
-        interpreter, warnings = self._environments.interpreter_for(environment)
+        runtime, warnings = self._environments.runtime_for(environment)
         prepared = PreparedCommand(command=job.command, code=upload_code(self._workspace, job.code))
         spec_inputs = {}
         for key, value in inputs.items():
@@ -162,7 +162,7 @@ class JobOperations:
             "prepared": dataclasses.asdict(prepared),
             "outputs": record_outputs,
             "max_instances": max_instances,
-            "interpreter": interpreter,
+            **runtime,
             "warnings": warnings,
             "workspace_name": self._workspace.name,
         }

@@ -304,7 +304,7 @@ def test_environment_versions(ml_client, tmp_path):
         ml_client.environments.create_or_update(Environment(name="train-env", version="1", image="other:1"))
     curated = ml_client.environments.get("AzureML-sklearn-1.5", label="latest")
     assert curated.name == "AzureML-sklearn-1.5"
-    assert ml_client.environments.interpreter_for(ENV) == (sys.executable, [])
+    assert ml_client.environments.runtime_for(ENV) == ({"interpreter": sys.executable}, [])
 
 
 def test_workspace_tracking_uri_and_default_datastore(ml_client):
