@@ -30,6 +30,7 @@ from localml.tracking import Tracking
 
 SUMMARY_FILE = "automl_summary.json"
 MODEL_FOLDER = "mlflow-model"
+TEST_DATA_FOLDER = "test_data"
 #: Seconds kept back from the search for saving, testing and explaining the best model.
 FINISHING_RESERVE_SECONDS = 15.0
 RANDOM_STATE = 0
@@ -219,6 +220,36 @@ def save_model(model, sample: pd.DataFrame, folder: Path) -> None:
     )
 
 
+def save_table(frame: pd.DataFrame, folder: Path) -> None:
+    """The rows as an MLTable folder, so a later job (a refined model's comparison) can score the same rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "data.csv", index=False)
+    (folder / "MLTable").write_text("paths:\n  - file: ./data.csv\ntransformations:\n  - read_delimited:\n      delimiter: ','\n")
+
+
+def write_generated_code(tracking: Tracking, settings: AutoMLSettings, search: Search, estimator, parent: str, best: dict,
+                         algorithm: str, validation: str) -> None:
+    """The best model's training script, in the job's outputs and the best run's, where Azure puts it
+    (with the model, so the script's result can be compared with the model it reproduces)."""
+    from localml.automl import codegen
+
+    score = best["logged_metric"].get(settings.primary_metric)
+    try:
+        files = codegen.generate(settings, search.featurizer, estimator, search.classes, parent, best["run_id"], algorithm, score, validation)
+    except codegen.CodeGenerationError as error:
+        log(f"no training script generated: {error}")
+        return
+    folder = Path("outputs") / codegen.FOLDER
+    codegen.write(folder, files, {
+        "job": parent, "best_run": best["run_id"], "algorithm": algorithm, "task": settings.task,
+        "target_column": settings.target_column, "primary_metric": settings.primary_metric, "score": score,
+        "hyperparameters": codegen.hyperparameters(estimator),
+    })
+    tracking.client.log_artifacts(best["run_id"], str(folder), f"outputs/{codegen.FOLDER}")
+    tracking.client.log_artifacts(best["run_id"], str(Path("outputs") / MODEL_FOLDER), f"outputs/{MODEL_FOLDER}")
+    log(f"the best model's training script: outputs/{codegen.FOLDER}/{codegen.SCRIPT_FILE}")
+
+
 def main(argv: list[str] | None = None) -> None:
     # cloudpickle is chosen on purpose (see save_model); MLflow's notice about it is noise in the job log
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
@@ -298,6 +329,9 @@ def main(argv: list[str] | None = None) -> None:
         log("test data: " + ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items() if k == settings.primary_metric or k == "accuracy"))
     tracking.client.log_batch(parent, metrics=_metric_entities(metrics, time.time()))
     tracking.client.set_tag(parent, "automl_best_child_run_id", best["run_id"])
+    if test is not None:
+        save_table(test, Path("outputs") / TEST_DATA_FOLDER)
+    write_generated_code(tracking, settings, search, estimator, parent, best, algorithm, method)
 
     explanation = None
     if settings.explain:

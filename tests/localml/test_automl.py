@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from azure.ai.ml import Input, automl
+from azure.ai.ml import Input, automl, command
 from azure.ai.ml.automl import ClassificationJob, RegressionJob
 from azure.ai.ml.entities import Data, Job, Model
 from sklearn.datasets import load_diabetes
@@ -35,6 +35,7 @@ PATIENTS_CSV = REPO / "tests" / "data" / "patient-data-0.csv"
 FEATURES = ["Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure", "TricepsThickness",
             "SerumInsulin", "BMI", "DiabetesPedigree", "Age"]
 TERMINAL = ("Completed", "Failed", "Canceled")
+ENV = "AzureML-sklearn-1.5@latest"
 AUTOML_TIMEOUT = 240.0  # three jobs share two cores; each alone takes ~20-30 s
 MLTABLE = "paths:\n  - file: ./data.csv\ntransformations:\n  - read_delimited:\n      delimiter: ','\n"
 EXIT_MAX_TRIALS = 20
@@ -180,6 +181,14 @@ def test_classification_job_end_to_end(automl_jobs, helpers, tmp_path):
     assert 0.5 < parent.data.metrics["test_AUC_weighted"] <= 1.0
     assert parent.data.tags["automl_best_child_run_id"] == best_run_id
 
+    # as on Azure, the best run holds its model and the model's generated training script; the job keeps
+    # the 30% of rows it held out, so a refined model can be scored on the very same rows
+    best_outputs = {a.path for a in mlflow_client(client).list_artifacts(best_run_id, "outputs")}
+    assert {"outputs/generated_code", "outputs/mlflow-model"} <= best_outputs
+    assert "LGBMClassifier(" in (artifacts / "outputs" / "generated_code" / "script.py").read_text()
+    held_out = pd.read_csv(artifacts / "outputs" / "test_data" / "data.csv")
+    assert len(held_out) == 3000 and (artifacts / "outputs" / "test_data" / "MLTable").is_file()
+
     # guardrails: PatientID is left out as an identifier
     guardrails = {g["name"]: g for g in summary["guardrails"]}
     assert guardrails["High cardinality feature detection"]["status"] == "Done"
@@ -244,6 +253,19 @@ def test_regression_job_end_to_end(automl_jobs, helpers, tmp_path):
     assert predictions.shape == (50,)
     assert np.issubdtype(predictions.dtype, np.floating)
     assert np.isfinite(predictions).all() and predictions.std() > 0
+
+    # the best model's generated training script, run as a command job on the same data, scores like the
+    # best run (its cross-validation folds are its own, so within noise) and trains with the weight column
+    code = downloaded(client, name, tmp_path / "dl") / "outputs" / "generated_code"
+    assert "WEIGHT_COLUMN = 'weight'" in (code / "script.py").read_text()
+    script_job = client.jobs.create_or_update(command(
+        code=str(code), command="python script.py --training_data ${{inputs.data}}",
+        inputs={"data": Input(type="mltable", path=job.training_data.path)}, environment=ENV,
+    ))
+    finished(helpers, client, script_job.name)
+    reproduced = mlflow_client(client).get_run(script_job.name).data.metrics
+    best = best_child.data.metrics["normalized_root_mean_squared_error"]
+    assert reproduced["normalized_root_mean_squared_error"] == pytest.approx(best, rel=0.15)
 
 
 def test_exit_score_ends_the_search_early(automl_jobs, helpers):
