@@ -4,6 +4,7 @@
     amlflows run train                                  # your own training script as a command job
     amlflows run train --hyperparameters max_iter=200 learning_rate=0.05
     amlflows run train --workspace azure --compute cpu-cluster
+    amlflows run refine --hyperparameters learning_rate=0.05   # AutoML's best model, retrained with a change
     amlflows run tune                                   # a sweep over the training script's hyperparameters
     amlflows run tune --sampling-algorithm grid --early-termination none \
         --search-space 'learning_rate={"type": "choice", "values": [0.05, 0.1, 0.2]}'
@@ -28,12 +29,14 @@ from pydantic import BaseModel, ValidationError
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows.baseline import BaselineParameters, baseline
+from flows.refine import RefineParameters, refine
 from flows.train import TrainParameters, train
 from flows.tune import TuneParameters, tune
 
 FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
     "baseline": (baseline, BaselineParameters),
     "train": (train, TrainParameters),
+    "refine": (refine, RefineParameters),
     "tune": (tune, TuneParameters),
 }
 #: ``--<option> none`` of an optional nested setting (an option left out keeps its default)

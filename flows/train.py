@@ -33,6 +33,9 @@ class TrainParameters(BaseModel):
     data_name: str = Field("diabetes-csv", description="Name of the data asset the local data is registered as")
     data_type: Literal["uri_file", "uri_folder", "mltable"] = Field("uri_file", description="Data asset type")
     data_argument: str = Field("training_data", description="The script's argument that receives the data path")
+    more_data: dict[str, InputSpec] = Field(
+        default_factory=dict, description="Further data the script takes: argument -> {type, path} (path: local or azureml:<name>:<version>)"
+    )
     hyperparameters: dict[str, Hyperparameter] = Field(
         default_factory=lambda: {"learning_rate": 0.1, "max_iter": 100},
         description="Passed to the script as --name value (checked against its argparse options)",
@@ -55,7 +58,7 @@ class TrainParameters(BaseModel):
         if is_local_path(self.data) and not Path(self.data).exists():
             raise ValueError(f"Data path '{self.data}' not found (looked in {Path.cwd()}). Give a file or folder, or azureml:<name>:<version>.")
         if self.command is None:
-            check_arguments(script, {self.data_argument: "path", **self.script_inputs()})
+            check_arguments(script, {self.data_argument: "path", **dict.fromkeys(self.more_data, "path"), **self.script_inputs()})
         self.job_spec("azureml:validation:1")  # an ${{inputs.x}} the job lacks fails here, before any job
         return self
 
@@ -65,7 +68,7 @@ class TrainParameters(BaseModel):
 
     def job_spec(self, data_reference: str) -> CommandJobSpec:
         script = Path(self.script)
-        inputs = {self.data_argument: InputSpec(type=self.data_type, path=data_reference), **self.script_inputs()}
+        inputs = {self.data_argument: InputSpec(type=self.data_type, path=data_reference), **self.more_data, **self.script_inputs()}
         command = self.command or f"python {script.name} " + " ".join(f"--{k} ${{{{inputs.{k}}}}}" for k in inputs)
         return CommandJobSpec(
             command=command,

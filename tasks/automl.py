@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from localml.automl.settings import (
 )
 from tasks.jobs import InputSpec, JobSpec
 from tasks.retries import TRANSIENT_RETRIES
-from tasks.workspace import tracking_client
+from tasks.workspace import get_client, tracking_client
 
 # downloads are a few small files: MLflow's progress bars would only clutter the run log
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -254,3 +255,121 @@ def check_training_data(path: str, target_column: str, task: str) -> None:
         )
     settings = AutoMLSettings(task=task, target_column=target_column, primary_metric="", estimators=[])
     check_training_table(load_mltable(folder), settings)
+
+
+@task(name="automl_job_of", **TRANSIENT_RETRIES)
+def automl_job_of(workspace: str, baseline: str) -> str:
+    """The AutoML job behind ``baseline``: a job name, or a model it registered (``azureml:<name>:<version>``
+    or ``azureml:<name>@latest``).
+
+    Example:
+        ```python
+        automl_job_of("local", "azureml:diabetes-baseline@latest")   # "diabetes-automl-52afc497a9e8"
+        ```
+    """
+    if not baseline.startswith("azureml:"):
+        return baseline
+    name, _, version = baseline[len("azureml:"):].partition(":")
+    name, _, label = name.partition("@")
+    if not version and not label:
+        raise ValueError(f"Model reference '{baseline}' names no version: use azureml:{name}:<version> or azureml:{name}@latest.")
+    model = get_client(workspace).models.get(name, version=version or None, label=label or None)
+    job = getattr(model, "job_name", None) or (model.tags or {}).get("job_name")
+    if not job:
+        raise ValueError(f"Model {model.name}:{model.version} was not registered from a job; give the AutoML job's name instead.")
+    return job
+
+
+class GeneratedCode(BaseModel):
+    """The training script AutoML wrote for its best model, saved locally, and what it was made from."""
+
+    automl_job: str
+    best_run: str
+    algorithm: str
+    task: Literal["classification", "regression"]
+    target_column: str
+    primary_metric: str
+    score: float | None = Field(description="The best run's primary metric on validation data")
+    folder: str = Field(description="Local folder holding script.py and conda_env.yml")
+    script: str
+    environment_file: str
+    hyperparameters: dict[str, Any] = Field(description="The script's options and the values AutoML chose")
+    data_inputs: dict[str, str] = Field(description="The AutoML job's data (training_data, ...) as asset references")
+    studio_url: str | None = None
+
+
+@task(name="generated_training_code", **TRANSIENT_RETRIES)
+def generated_training_code(workspace: str, automl_job: str, folder: str = "generated_code", keep_edited: bool = False) -> GeneratedCode:
+    """Save the training script of an AutoML job's best model (``outputs/generated_code`` of its best run)
+    to ``<folder>/<automl_job>/``, to run as it is, with other options, or edited.
+
+    A script there that differs from the generated one was edited by someone: it is never overwritten.
+    With ``keep_edited`` it is kept quietly (the caller runs the edited script); without, the task fails
+    and asks for the edited copy to be passed as the script to run.
+
+    Example:
+        ```python
+        code = generated_training_code("local", "diabetes-automl-52afc497a9e8")
+        code.script            # "generated_code/diabetes-automl-52afc497a9e8/script.py"
+        code.hyperparameters   # {"learning_rate": 0.057, "num_leaves": 4, ...}
+        ```
+    """
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from localml.automl.codegen import FOLDER, SCRIPT_FILE, ENVIRONMENT_FILE
+
+    client = get_client(workspace)
+    job = client.jobs.get(automl_job)
+    if getattr(job, "type", None) != "automl":
+        raise ValueError(f"Job '{automl_job}' is a {job.type} job, not an AutoML job: give the AutoML job (or the model it registered).")
+    if job.status != "Completed":
+        raise ValueError(f"AutoML job '{automl_job}' is {job.status}; a training script exists once it has Completed.")
+    tracking = tracking_client(workspace)
+    best_run = tracking.get_run(automl_job).data.tags.get("automl_best_child_run_id")
+    target = Path(folder) / automl_job
+    with tempfile.TemporaryDirectory() as staging:
+        try:
+            downloaded = Path(mlflow.artifacts.download_artifacts(
+                run_id=best_run, artifact_path=f"outputs/{FOLDER}", dst_path=staging, tracking_uri=tracking.tracking_uri
+            ))
+        except (MlflowException, OSError, TypeError):
+            raise ValueError(
+                f"AutoML job '{automl_job}' has no generated training script (its best model may be an ensemble; "
+                "see the job's log). Refine a job whose best model is a single algorithm."
+            ) from None
+        edited = target / SCRIPT_FILE
+        if edited.exists() and edited.read_bytes() != (downloaded / SCRIPT_FILE).read_bytes():
+            if not keep_edited:
+                raise ValueError(
+                    f"{edited} differs from the script AutoML generated: it was edited, and is left as it is. "
+                    f"Run the edited script by passing it as the script, or delete {target} to get the generated one again."
+                )
+            (downloaded / SCRIPT_FILE).unlink()
+        target.mkdir(parents=True, exist_ok=True)
+        for file in downloaded.iterdir():
+            shutil.copy2(file, target / file.name)
+    made_from = json.loads((target / "generated_from.json").read_text())
+    inputs = {key: getattr(job, key) for key in ("training_data", "validation_data", "test_data")}
+    get_run_logger().info("The training script of %s's best model (%s) is in %s", automl_job, made_from["algorithm"], target)
+    return GeneratedCode(
+        automl_job=automl_job,
+        best_run=best_run,
+        algorithm=made_from["algorithm"],
+        task=made_from["task"],
+        target_column=made_from["target_column"],
+        primary_metric=made_from["primary_metric"],
+        score=made_from["score"],
+        folder=str(target),
+        script=str(target / SCRIPT_FILE),
+        environment_file=str(target / ENVIRONMENT_FILE),
+        hyperparameters=made_from["hyperparameters"],
+        data_inputs={key: _asset_reference(value.path) for key, value in inputs.items() if value is not None},
+        studio_url=job.studio_url,
+    )
+
+
+def _asset_reference(path: str) -> str:
+    """The SDK's loader drops the ``azureml:`` prefix of an asset reference (``diabetes:1``); put it back."""
+    path = str(path)
+    return path if path.startswith(("azureml:", "http", "/")) else f"azureml:{path}"

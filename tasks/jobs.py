@@ -271,7 +271,10 @@ def wait_for_job(workspace: str, job_name: str, timeout_seconds: float | None = 
     if status != "Completed":
         reason = str(stream_errors[0]) if stream_errors else (job.properties or {}).get("localml.error") or ""
         log_tail = "\n".join(tail)
-        raise JobFailedError(f"Job {job_name} ended {status}. {reason}\n--- last lines of its log ---\n{log_tail}")
+        raise JobFailedError(
+            f"Job {job_name} ended {status}. {reason}\n--- last lines of its log ---\n{log_tail}\n--- "
+            f"the full logs stay with the job: ml_client.jobs.download('{job_name}', all=True), or {job.studio_url}"
+        )
     return JobResult(
         name=job_name,
         status=status,

@@ -14,6 +14,7 @@ from prefect.artifacts import (
 )
 
 from tasks.automl import AutoMLSummary, Trial
+from tasks.evaluation import ModelComparison
 from tasks.sweep import SweepResult
 
 LEADERBOARD_ROWS = 25
@@ -162,4 +163,59 @@ def publish_sweep_report(result: SweepResult, model_reference: str | None, studi
     )
     if studio_url:
         create_link_artifact(link=studio_url, link_text=f"MLflow run {result.job_name}", key="tune-mlflow-run")
+    return markdown
+
+
+@task(name="publish_refine_report")
+def publish_refine_report(
+    comparison: ModelComparison,
+    automl_job: str,
+    refined_job: str,
+    changes: dict[str, str],
+    decision: str,
+    model_reference: str | None,
+    links: dict[str, str | None],
+) -> str:
+    """Artifacts of a refinement: the decision, the metrics of both models side by side on the same
+    held-out rows, their picture (ROC curves), and links to both MLflow runs; returns the markdown.
+
+    Example:
+        ```python
+        publish_refine_report(comparison, automl_job, job.name, {"learning_rate": "0.05"}, reason, None, links)
+        ```
+    """
+    metric = comparison.primary_metric
+    changed = ", ".join(f"`{k}` = {v}" for k, v in changes.items()) or "none (the generated script as it is)"
+    runs = " · ".join(f"[{label}]({url})" if url else label for label, url in links.items())
+    markdown = (
+        f"# Refined model `{refined_job}` against AutoML `{automl_job}`\n\n"
+        f"**Decision:** {decision}  \n"
+        f"**Registered:** `{model_reference or 'nothing'}`  \n"
+        f"**Changes:** {changed}  \n"
+        f"**Held-out rows:** {comparison.rows}  \n"
+        f"**MLflow runs:** {runs}\n\n"
+        f"## Metrics on the held-out rows ({metric} decides, {'higher' if comparison.maximize else 'lower'} is better)\n\n"
+        "| metric | AutoML best | refined | difference |\n|---|---|---|---|\n"
+        + "\n".join(
+            f"| {'**' + name + '**' if name == metric else name} | {value:.4f} | {comparison.candidate[name]:.4f} | "
+            f"{comparison.candidate[name] - value:+.4f} |"
+            for name, value in sorted(comparison.baseline.items()) if name in comparison.candidate
+        )
+        + "\n"
+    )
+    create_markdown_artifact(markdown=markdown, key="refine-summary", description=f"Refined {automl_job} as {refined_job}")
+    create_table_artifact(
+        table=[{"metric": name, "AutoML best": round(value, 4), "refined": round(comparison.candidate[name], 4)}
+               for name, value in sorted(comparison.baseline.items()) if name in comparison.candidate],
+        key="refine-comparison",
+        description=f"Both models on the same {comparison.rows} held-out rows",
+    )
+    encoded = base64.b64encode(comparison.chart_png).decode()
+    create_image_artifact(
+        image_url=f"data:image/png;base64,{encoded}", key="refine-comparison-chart",
+        description="Both models on the held-out rows",
+    )
+    for label, url in links.items():
+        if url:
+            create_link_artifact(link=url, link_text=f"MLflow run: {label}", key=f"refine-{label.split()[0].lower()}-run")
     return markdown

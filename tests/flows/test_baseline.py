@@ -20,9 +20,11 @@ def quick_params(**overrides) -> BaselineParameters:
     return BaselineParameters(**{**values, **overrides})
 
 
-def test_baseline_registers_the_best_model_reports_it_and_reruns_from_cache(ml_client):
-    state = baseline(quick_params(), return_state=True)
-    result = state.result()
+def test_baseline_registers_the_best_model_reports_it_and_reruns_from_cache(baseline_workspace):
+    from tasks.workspace import get_client
+
+    ml_client = get_client("local")
+    result = baseline_workspace.result
     assert result.algorithm == "LightGBM" and result.primary_metric == "AUC_weighted"
     assert result.score > 0.9 and result.metrics["test_AUC_weighted"] > 0.9
     assert result.best_run.startswith(f"{result.job_name}_")
@@ -42,7 +44,7 @@ def test_baseline_registers_the_best_model_reports_it_and_reruns_from_cache(ml_c
     second = baseline(quick_params(), return_state=True)
     assert second.result().reused and second.result().job_name == result.job_name
     assert task_runs(second)["wait_for_job"].state.name == "Cached"
-    assert len(list(ml_client.jobs.list())) == 1
+    assert [job.name for job in ml_client.jobs.list() if job.type == "automl"] == [result.job_name]
 
 
 def write_table(folder, frame: pd.DataFrame) -> str:

@@ -1,0 +1,161 @@
+"""Evaluation: two models scored side by side on the same held-out rows, and the rule that picks one.
+
+Models and rows are read from the jobs' MLflow runs (``runs:/<job>/<path>``), as they are on
+Azure, so the comparison never depends on where a job ran.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from prefect import get_run_logger, task
+from pydantic import BaseModel, Field
+
+from localml.automl.settings import MINIMIZED_METRICS
+from tasks.retries import TRANSIENT_RETRIES
+from tasks.workspace import tracking_client
+
+RegistrationRule = Literal["at_least_as_good", "better", "always"]
+
+
+class RunArtifact(BaseModel):
+    """A folder a job logged to its MLflow run (the run id is the job's name)."""
+
+    run_id: str
+    path: str
+
+    @property
+    def uri(self) -> str:
+        return f"runs:/{self.run_id}/{self.path}"
+
+
+class ModelComparison(BaseModel):
+    primary_metric: str
+    maximize: bool
+    rows: int = Field(description="Held-out rows both models were scored on")
+    baseline: dict[str, float]
+    candidate: dict[str, float]
+    chart_png: bytes = Field(description="ROC curves (classification) or predicted against actual (regression)")
+
+    @property
+    def baseline_score(self) -> float:
+        return self.baseline[self.primary_metric]
+
+    @property
+    def candidate_score(self) -> float:
+        return self.candidate[self.primary_metric]
+
+    @property
+    def gain(self) -> float:
+        """How much better the candidate is on the primary metric (negative: worse), whichever way the metric points."""
+        difference = self.candidate_score - self.baseline_score
+        return difference if self.maximize else -difference
+
+
+@task(name="compare_models", **TRANSIENT_RETRIES)
+def compare_models(
+    workspace: str,
+    baseline: RunArtifact,
+    candidate: RunArtifact,
+    test_data: RunArtifact,
+    target_column: str,
+    task_type: Literal["classification", "regression"],
+    primary_metric: str,
+) -> ModelComparison:
+    """Score two MLflow models on the same held-out rows with Azure's AutoML metrics, and draw them.
+
+    Example:
+        ```python
+        comparison = compare_models(
+            "local",
+            baseline=RunArtifact(run_id=automl_job, path="outputs/mlflow-model"),
+            candidate=RunArtifact(run_id=refined_job, path="outputs/model"),
+            test_data=RunArtifact(run_id=automl_job, path="outputs/test_data"),
+            target_column="Diabetic", task_type="classification", primary_metric="AUC_weighted",
+        )
+        comparison.baseline_score, comparison.candidate_score
+        ```
+    """
+    import mlflow.sklearn
+    import pandas as pd
+
+    from localml.automl.metrics import classification_metrics, regression_metrics
+    from tasks.charts import prediction_chart, roc_chart
+
+    with tempfile.TemporaryDirectory() as staging:
+        rows = pd.read_csv(Path(_download(workspace, test_data, staging)) / "data.csv")
+        models = {
+            "AutoML best": mlflow.sklearn.load_model(_download(workspace, baseline, staging)),
+            "refined": mlflow.sklearn.load_model(_download(workspace, candidate, staging)),
+        }
+    if target_column not in rows.columns:
+        raise ValueError(f"The held-out rows of {test_data.run_id} have no column '{target_column}'.")
+    rows = rows.dropna(subset=[target_column])
+    X, y = rows.drop(columns=[target_column]), rows[target_column]
+    scores, curves = {}, {}
+    # both models' probability columns follow the sorted labels; the AutoML model knows the labels themselves
+    indices = np.searchsorted(np.asarray(models["AutoML best"].classes_), y) if task_type == "classification" else None
+    for label, model in models.items():
+        if task_type == "classification":
+            probabilities = model.predict_proba(X)
+            scores[label] = classification_metrics(indices, probabilities, probabilities.shape[1])
+            curves[label] = (indices, probabilities)
+        else:
+            predicted = np.asarray(model.predict(X), dtype=float)
+            scores[label] = regression_metrics(y, predicted, float(np.ptp(y)))
+            curves[label] = (y.to_numpy(dtype=float), predicted)
+    for label, values in scores.items():
+        if primary_metric not in values:
+            raise ValueError(f"{primary_metric} cannot be computed for the {label} model on these rows (one class only?).")
+    chart = roc_chart(curves, primary_metric) if task_type == "classification" else prediction_chart(curves)
+    comparison = ModelComparison(
+        primary_metric=primary_metric,
+        maximize=primary_metric not in MINIMIZED_METRICS,
+        rows=len(rows),
+        baseline=scores["AutoML best"],
+        candidate=scores["refined"],
+        chart_png=chart,
+    )
+    get_run_logger().info(
+        "%s on %d held-out rows: AutoML best %.4f, refined %.4f", primary_metric, len(rows),
+        comparison.baseline_score, comparison.candidate_score,
+    )
+    return comparison
+
+
+def registration_decision(comparison: ModelComparison, rule: RegistrationRule, tolerance: float = 0.0) -> tuple[bool, str]:
+    """Whether the candidate is registered under ``rule``, and why, in words.
+
+    ``at_least_as_good``: its primary metric is no worse than the baseline's (less ``tolerance``);
+    ``better``: it beats the baseline by more than ``tolerance``; ``always``: registered regardless.
+
+    Example:
+        ```python
+        register, reason = registration_decision(comparison, "at_least_as_good")
+        ```
+    """
+    metric = comparison.primary_metric
+    figures = f"{metric} {comparison.candidate_score:.4f} against the AutoML best's {comparison.baseline_score:.4f}"
+    if rule == "always":
+        return True, f"registered as the rule is 'always' ({figures})"
+    passes = comparison.gain >= -tolerance if rule == "at_least_as_good" else comparison.gain > tolerance
+    wanted = "at least as good as" if rule == "at_least_as_good" else "better than"
+    margin = f" (tolerance {tolerance:g})" if tolerance else ""
+    verdict = "registered" if passes else "not registered"
+    return passes, f"{verdict}: the rule asks for a model {wanted} the AutoML best{margin}; {figures}"
+
+
+def _download(workspace: str, artifact: RunArtifact, staging: str) -> str:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.artifacts.download_artifacts(
+            run_id=artifact.run_id, artifact_path=artifact.path, dst_path=str(Path(staging) / artifact.run_id),
+            tracking_uri=tracking_client(workspace).tracking_uri,
+        )
+    except (MlflowException, OSError) as error:
+        raise ValueError(f"Run {artifact.run_id} has no {artifact.path} ({error}). Was it written by the job?") from None
