@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flows.train import Hyperparameter, TrainParameters, start_job
 from tasks.automl import automl_job_of, generated_training_code
-from tasks.environments import EnvironmentSpec, is_conda_file, register_environment
+from tasks.environments import EnvironmentSpec, check_conda_file, is_conda_file, register_environment
 from tasks.evaluation import RegistrationRule, RunArtifact, compare_models, registration_decision
 from tasks.jobs import InputSpec, job_metrics, wait_for_job
 from tasks.models import ModelSpec, register_model
@@ -23,6 +23,8 @@ from tasks.reports import publish_refine_report
 from tasks.scripts import check_arguments
 
 MODEL_OUTPUT = "outputs/model"
+#: The ``environment`` that means the conda specification AutoML generated next to the script.
+GENERATED = "generated"
 
 
 class RefineParameters(BaseModel):
@@ -41,7 +43,8 @@ class RefineParameters(BaseModel):
     script: str | None = Field(None, description="Your edited copy of the generated script; the generated script if empty")
     code_folder: str = Field("generated_code", description="Where the generated script is saved, a folder per AutoML job")
     environment: str = Field(
-        "AzureML-sklearn-1.5@latest", description="Curated or registered environment, or a conda YAML file to build one from"
+        "AzureML-sklearn-1.5@latest",
+        description=f"Curated or registered environment, a conda YAML file to build one from, or '{GENERATED}': the conda spec AutoML wrote with the script",
     )
     compute: str = Field("cpu-cluster", description="Compute cluster (created if missing); 'local' for none")
     max_instances: int = Field(2, ge=1, description="Nodes of a new cluster (localml: jobs at once)")
@@ -61,7 +64,7 @@ class RefineParameters(BaseModel):
                 raise ValueError(f"Script '{self.script}' not found (looked in {Path.cwd()}). Give your edited copy of the generated script.")
             check_arguments(self.script, self.hyperparameters)  # a syntax error or an unknown option fails here
         if is_conda_file(self.environment):
-            EnvironmentSpec(name="check", conda_file=self.environment)
+            check_conda_file(self.environment)
         return self
 
 
@@ -91,7 +94,7 @@ def refine(params: RefineParameters | None = None) -> RefineResult:
     workspace = params.workspace
     automl_job = automl_job_of(workspace, params.baseline)
     code = generated_training_code(workspace, automl_job, params.code_folder, keep_edited=params.script is not None)
-    environment = params.environment
+    environment = code.environment_file if params.environment == GENERATED else params.environment
     if is_conda_file(environment):
         environment = register_environment(workspace, EnvironmentSpec(name=f"{params.model_name}-env", conda_file=environment))
     training = TrainParameters(

@@ -327,13 +327,15 @@ def generated_training_code(workspace: str, automl_job: str, folder: str = "gene
         raise ValueError(f"AutoML job '{automl_job}' is {job.status}; a training script exists once it has Completed.")
     tracking = tracking_client(workspace)
     best_run = tracking.get_run(automl_job).data.tags.get("automl_best_child_run_id")
+    if not best_run:
+        raise ValueError(f"AutoML job '{automl_job}' recorded no best run (automl_best_child_run_id): nothing to refine.")
     target = Path(folder) / automl_job
     with tempfile.TemporaryDirectory() as staging:
         try:
             downloaded = Path(mlflow.artifacts.download_artifacts(
                 run_id=best_run, artifact_path=f"outputs/{FOLDER}", dst_path=staging, tracking_uri=tracking.tracking_uri
             ))
-        except (MlflowException, OSError, TypeError):
+        except (MlflowException, OSError):
             raise ValueError(
                 f"AutoML job '{automl_job}' has no generated training script (its best model may be an ensemble; "
                 "see the job's log). Refine a job whose best model is a single algorithm."

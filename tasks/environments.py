@@ -21,21 +21,26 @@ class EnvironmentSpec(BaseModel):
     @field_validator("conda_file")
     @classmethod
     def _readable(cls, path: str) -> str:
-        file = Path(path)
-        if not file.is_file():
-            raise ValueError(f"Conda file '{path}' not found (looked in {Path.cwd()}). Give the path of a conda YAML file.")
-        try:
-            spec = yaml.safe_load(file.read_text())
-        except yaml.YAMLError as error:
-            raise ValueError(f"Conda file '{path}' is not valid YAML: {error}") from None
-        if not isinstance(spec, dict) or not isinstance(spec.get("dependencies"), list):
-            raise ValueError(f"Conda file '{path}' needs a 'dependencies' list (for example: [python=3.11, pip, {{pip: [...]}}]).")
+        check_conda_file(path)
         return path
 
     def to_environment(self):
         from azure.ai.ml.entities import Environment
 
         return Environment(name=self.name, conda_file=self.conda_file, image=self.image, description=self.description)
+
+
+def check_conda_file(path: str) -> None:
+    """Raise ValueError, saying what to fix, unless ``path`` is a YAML file with a ``dependencies`` list."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"Conda file '{path}' not found (looked in {Path.cwd()}). Give the path of a conda YAML file.")
+    try:
+        spec = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"Conda file '{path}' is not valid YAML: {error}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("dependencies"), list):
+        raise ValueError(f"Conda file '{path}' needs a 'dependencies' list (for example: [python=3.11, pip, {{pip: [...]}}]).")
 
 
 def is_conda_file(environment: str) -> bool:

@@ -27,7 +27,7 @@ ENVIRONMENT_FILE = "conda_env.yml"
 #: Estimator parameters about how it runs, not what it learns: fixed in the code rather than offered as options.
 RUNTIME_PARAMETERS = frozenset({"n_jobs", "verbose", "verbosity", "callbacks", "random_state"})
 #: Distributions the script imports, pinned in the environment (the estimator's library is added).
-BASE_PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "mlflow", "cloudpickle")
+BASE_PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "mlflow")
 LIBRARY_PACKAGES = {"sklearn": "scikit-learn", "lightgbm": "lightgbm", "xgboost": "xgboost"}
 #: Azure's MLTable reader, for the script's data; it cannot be installed beside localml (it pins cloudpickle<3),
 #: so its pin is the version checked to read MLTable folders with the pins above, not the installed one.
