@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
 
     explanation = None
     if settings.explain:
-        from localml.automl.explain import explain_model
+        from localml.explain import explain_model
 
         explanation = explain_model(model, data[plan.feature_columns], settings.task, Path("outputs") / "explanations")
         log("explanations written to outputs/explanations")
