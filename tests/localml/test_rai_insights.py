@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import html
+import re
+import shutil
+import subprocess
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +15,8 @@ from sklearn.linear_model import LinearRegression
 from localml.errors import LocalMLValidationError
 from localml.rai.causal import causal_effects
 from localml.rai.counterfactuals import counterfactuals
+from localml.rai.dashboard import SECTIONS
+from localml.rai.dashboard import write as write_dashboard
 from localml.rai.errors import analyze_errors
 from localml.rai.explanation import explain
 from localml.rai.fairness import fairness
@@ -140,3 +147,40 @@ def test_review_inputs_are_checked_before_any_insight(data, tmp_path, review):
         build_review(review.model_path, train, test, TARGET, "classification", categorical=["Smoker"])
     with pytest.raises(LocalMLValidationError, match="task_type 'forecasting'"):
         build_review(review.model_path, train, test, TARGET, "forecasting")
+
+
+def test_the_dashboard_renders_every_section_in_headless_chromium(review, tmp_path):
+    insights = {
+        "overview": {"metrics": {"accuracy": 0.95}, "rows": len(review.test), "target": TARGET, "task": "classification"},
+        "explanation": explain(review, rows=5),
+        "error_analysis": analyze_errors(review),
+        "counterfactual": counterfactuals(review, total_cfs=1, rows=2),
+        "causal": causal_effects(review, ["BMI"], max_rows=500),
+        "fairness": fairness(review, "Age", bins=[0, 30, 50, 120]),
+        "scorecard": {"passed": False, "checks": [{"name": "accuracy", "value": 0.95, "threshold": ">= 0.97", "passed": False}]},
+    }
+    page = write_dashboard(insights, "Review of <diabetes>", tmp_path / "dashboard.html")
+    dom = rendered_dom(page, tmp_path)
+    # every picture decoded and every section is on the page, with its content
+    assert 'data-sections="6"' in dom
+    images = re.search(r'data-images="(\d+)"', dom).group(1)
+    assert int(images) == 4 and f'data-images-loaded="{images}"' in dom
+    for section in SECTIONS:
+        assert f'id="{section}"' in dom
+    assert "Review of &lt;diabetes&gt;" in dom and "Scorecard: FAIL" in dom
+    assert html.escape(insights["error_analysis"]["worst_cohort"]["cohort"], quote=False) in dom
+    assert "Not computed in this review" not in dom
+
+
+def rendered_dom(page, tmp_path) -> str:
+    """The page's DOM after a headless Chromium loaded it and ran its script."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is needed to check the dashboard renders: apt-get install chromium (.ci/run does)"
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
