@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from azure.ai.ml.entities import AmlCompute, Data, Environment, Job, Model
+from azure.ai.ml.entities import AmlCompute, Component, Data, Environment, Job, Model
 
 from localml.errors import UnsupportedFeatureError
 from localml.faults import FaultInjector
+from localml.operations.components import ComponentOperations
 from localml.operations.compute import ComputeOperations
 from localml.operations.data import DataOperations
 from localml.operations.environments import EnvironmentOperations
@@ -22,10 +23,12 @@ from localml.workspace import LocalWorkspace
 ROOT_ENV_VAR = "LOCALML_ROOT"
 #: MLClient operation groups localml does not serve yet: using one says so instead of an AttributeError.
 NOT_YET_SERVED = frozenset({
-    "online_endpoints", "online_deployments", "batch_endpoints", "batch_deployments", "components",
+    "online_endpoints", "online_deployments", "batch_endpoints", "batch_deployments",
     "schedules", "registries", "feature_stores", "feature_sets", "connections", "serverless_endpoints",
     "marketplace_subscriptions", "indexes", "evaluators", "capability_hosts",
 })
+#: What a workspace serves and a registry does not.
+WORKSPACE_ONLY = frozenset({"workspaces", "datastores", "data", "models", "environments", "compute", "jobs"})
 DEFAULT_ROOT = ".localml"
 
 
@@ -35,20 +38,28 @@ class LocalMLClient:
     >>> ml_client = LocalMLClient()                       # ./.localml, or $LOCALML_ROOT
     >>> job = ml_client.jobs.create_or_update(command(...))
     >>> ml_client.jobs.stream(job.name)
+
+    With ``registry_name`` it stands for that registry (under the same root) and serves its components only.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, workspace_name: str = "localml"):
+    def __init__(self, root: str | os.PathLike | None = None, workspace_name: str = "localml", registry_name: str | None = None):
+        self.registry_name = registry_name
         self._workspace = LocalWorkspace(Path(root or os.environ.get(ROOT_ENV_VAR) or DEFAULT_ROOT), workspace_name)
         self.workspace_name = workspace_name
         self.subscription_id = "local"
         self.resource_group_name = "local"
+        self.components = ComponentOperations(self._workspace, registry_name)
+        if registry_name:
+            return
         self.workspaces = WorkspaceOperations(self._workspace)
         self.datastores = DatastoreOperations(self._workspace)
         self.data = DataOperations(self._workspace)
         self.models = ModelOperations(self._workspace)
         self.environments = EnvironmentOperations(self._workspace)
         self.compute = ComputeOperations(self._workspace)
-        self.jobs = JobOperations(self._workspace, self.data, self.environments, self.compute, FaultInjector(self._workspace.catalog))
+        self.jobs = JobOperations(
+            self._workspace, self.data, self.models, self.environments, self.compute, self.components, FaultInjector(self._workspace.catalog)
+        )
 
     @property
     def root(self) -> Path:
@@ -65,6 +76,8 @@ class LocalMLClient:
 
     def create_or_update(self, entity: Any, **kwargs) -> Any:
         """Dispatch on the entity's type, as ``MLClient.create_or_update`` does."""
+        if isinstance(entity, Component):
+            return self.components.create_or_update(entity, **kwargs)
         if isinstance(entity, Job) or hasattr(entity, "_to_job"):
             return self.jobs.create_or_update(entity, **kwargs)
         for kind, operations in ((Data, self.data), (Model, self.models), (Environment, self.environments)):
@@ -78,9 +91,15 @@ class LocalMLClient:
         raise UnsupportedFeatureError(f"begin_create_or_update of {type(entity).__name__}")
 
     def __getattr__(self, name: str) -> Any:
+        if name in WORKSPACE_ONLY and self.registry_name:
+            raise UnsupportedFeatureError(
+                f"ml_client.{name} on a registry client (registry_name='{self.registry_name}')",
+                "A registry serves components; make a LocalMLClient without registry_name for the workspace's jobs and assets.",
+            )
         if name in NOT_YET_SERVED:
             raise UnsupportedFeatureError(f"ml_client.{name} yet", "It is on the roadmap; see the README.")
         raise AttributeError(f"{type(self).__name__} has no attribute '{name}'")
 
     def __repr__(self) -> str:
-        return f"LocalMLClient(root='{self.root}', workspace_name='{self.workspace_name}')"
+        scope = f"registry_name='{self.registry_name}'" if self.registry_name else f"workspace_name='{self.workspace_name}'"
+        return f"LocalMLClient(root='{self.root}', {scope})"

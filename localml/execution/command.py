@@ -17,9 +17,12 @@ from azure.ai.ml import Input, Output
 from localml.errors import LocalMLValidationError
 from localml.execution.placeholders import OPTIONAL, PLACEHOLDER
 from localml.operations.data import DATA_TYPES, check_local_data
+from localml.operations.models import MODEL_TYPES
 from localml.references import parse_asset_reference, parse_azureml_uri
 
 OUTPUT_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable")
+#: What a job can read: data, and models (a pipeline node reads the model an earlier node wrote).
+INPUT_TYPES = DATA_TYPES + MODEL_TYPES
 
 
 @dataclass
@@ -51,11 +54,12 @@ def check_placeholders(command: str, inputs: dict, outputs: dict, job_name: str)
             )
 
 
-def resolve_input(workspace, data_operations, job_name: str, key: str, value: Any) -> tuple[Any, Any, str]:
+def resolve_input(workspace, assets: dict, job_name: str, key: str, value: Any) -> tuple[Any, Any, str]:
     """One job input as (the stored spec value, the runtime value, its type).
 
-    Literals stay literals. Data inputs become azureml:// URIs for the spec and
-    local paths for the runtime; ``@latest`` is pinned to a version, as Azure does.
+    Literals stay literals. Data and model inputs become azureml:// URIs (or pinned asset references)
+    for the spec and local paths for the runtime; ``@latest`` is pinned to a version, as Azure does.
+    ``assets`` holds the operations that resolve references: ``{"data": ..., "model": ...}``.
     """
     if not isinstance(value, Input):
         if isinstance(value, (int, float, str, bool)) or value is None:
@@ -64,11 +68,11 @@ def resolve_input(workspace, data_operations, job_name: str, key: str, value: An
             f"Input '{key}' of job '{job_name}' is a {type(value).__name__}; give a number, string, boolean or an Input."
         )
     input_type = str(value.type)
-    if input_type not in DATA_TYPES:
+    if input_type not in INPUT_TYPES:
         if value.path is None and value.default is not None:
             return value.default, value.default, input_type
         raise LocalMLValidationError(
-            f"Input '{key}' of job '{job_name}' has type '{input_type}'; localml data inputs are {', '.join(DATA_TYPES)}."
+            f"Input '{key}' of job '{job_name}' has type '{input_type}'; localml data and model inputs are {', '.join(INPUT_TYPES)}."
         )
     path = str(value.path or "")
     if not path:
@@ -76,11 +80,12 @@ def resolve_input(workspace, data_operations, job_name: str, key: str, value: An
     what = f"Input '{key}' of job '{job_name}'"
     reference = parse_asset_reference(path)
     if reference is not None:
-        record = data_operations.resolve_reference(path)
+        operations = assets["model" if input_type in MODEL_TYPES else "data"]
+        record = operations.resolve_reference(path)
         if record["type"] != input_type:
             raise LocalMLValidationError(
-                f"{what} is declared {input_type}, but data asset '{record['name']}:{record['version']}' is "
-                f"{record['type']}. Declare the input as {record['type']} or register the data as {input_type}."
+                f"{what} is declared {input_type}, but {operations.title.lower()} '{record['name']}:{record['version']}' is "
+                f"{record['type']}. Declare the input as {record['type']} or register it as {input_type}."
             )
         spec_path = f"azureml:{record['name']}:{record['version']}"
         local = workspace.resolve_uri(record["path"])

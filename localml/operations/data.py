@@ -69,13 +69,15 @@ class DataOperations(VersionedAssetOperations):
 
 
 def check_local_data(path: Path, data_type: str, what: str) -> None:
-    """The checks Azure makes when a local path is registered or given as a job input."""
+    """The checks Azure makes when a local path is registered or given as a job input (of a data or model type)."""
     if not path.exists():
         raise LocalMLValidationError(f"{what}: path '{path}' does not exist.")
     if data_type == "uri_file" and not path.is_file():
         raise LocalMLValidationError(f"{what}: type uri_file needs a file, but '{path}' is a folder. Use uri_folder or mltable.")
     if data_type in ("uri_folder", "mltable") and not path.is_dir():
         raise LocalMLValidationError(f"{what}: type {data_type} needs a folder, but '{path}' is a file. Use uri_file.")
+    if data_type == "mlflow_model" and not path.is_dir():
+        raise LocalMLValidationError(f"{what}: type mlflow_model needs the model's folder, but '{path}' is a file. Use custom_model.")
     if data_type == "mltable":
         try:
             read_mltable_spec(path)

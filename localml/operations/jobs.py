@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from azure.ai.ml.entities import CommandJob, Job, JobService
+from azure.ai.ml.entities import CommandJob, Job, JobService, PipelineJob
 from azure.ai.ml.entities._job.automl.automl_job import AutoMLJob
 from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
 from azure.ai.ml.entities._builders import BaseNode
 from azure.ai.ml.exceptions import ErrorCategory, JobException
+from azure.core.exceptions import ResourceNotFoundError
 
+from localml.pipeline import submit as pipeline
 from localml.sweep import submit as sweep
 from localml.sweep.submit import driver_command, parameter_names, stored_spec, sweep_settings, trial_template
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
@@ -40,10 +42,12 @@ STREAM_POLL_SECONDS = 0.5
 
 
 class JobOperations:
-    def __init__(self, workspace: LocalWorkspace, data, environments, compute, faults: FaultInjector):
+    def __init__(self, workspace: LocalWorkspace, data, models, environments, compute, components, faults: FaultInjector):
         self._workspace = workspace
         self._catalog = workspace.catalog
         self._data = data
+        self._assets = {"data": data, "model": models}  # what resolves a job input's asset reference
+        self._components = components
         self._environments = environments
         self._compute = compute
         self._faults = faults
@@ -72,7 +76,7 @@ class JobOperations:
         return self.get(name)
 
     def submit_child(self, job: CommandJob, parent: str) -> Job:
-        """Submit a trial of the sweep job ``parent`` (localml's own use: Azure's sweep service does this)."""
+        """Submit a child of ``parent``: a sweep's trial or a pipeline's node (localml's own use: Azure's services do this)."""
         return self.get(self._submit(job, parent=parent))
 
     def _submit(self, job: Job, parent: str | None = None) -> str:
@@ -91,7 +95,7 @@ class JobOperations:
         record["experiment_id"] = self._workspace.tracking.create_run(
             job.name, job.display_name or job.name, run_tags, experiment_name=job.experiment_name
         )
-        # a sweep's own process only schedules its trials, so it takes no instance of the compute
+        # a sweep's or pipeline's own process only schedules its children, so it takes no instance of the compute
         queue = "local" if record.get("max_instances") is None else spec.get("compute") or "local"
         self._catalog.insert_job(job.name, queue, spec, record, parent=parent)
         self._start_runner(job.name)
@@ -112,7 +116,9 @@ class JobOperations:
             return job._to_dict(), record
         if isinstance(job, SweepJob):
             return self._prepare_sweep(job)
-        raise UnsupportedFeatureError(f"{type(job).__name__} jobs yet", "Command, AutoML and sweep jobs run on localml today.")
+        if isinstance(job, PipelineJob):
+            return self._prepare_pipeline(job)
+        raise UnsupportedFeatureError(f"{type(job).__name__} jobs yet", "Command, AutoML, sweep and pipeline jobs run on localml today.")
 
     def _prepare_sweep(self, job: SweepJob) -> tuple[dict, dict]:
         settings = sweep_settings(job)
@@ -129,6 +135,32 @@ class JobOperations:
             _, record = self._prepare_command(driver_command(job, Path(staging), config))
         record.update(max_instances=None, summary_file="outputs/sweep_summary.json", summary_properties=sweep.SUMMARY_PROPERTIES)
         return stored_spec(job, template_spec, settings), record
+
+    def _prepare_pipeline(self, job: PipelineJob) -> tuple[dict, dict]:
+        inputs = {k: resolve_input(self._workspace, self._assets, job.name, k, v)[0] for k, v in pipeline.input_values(job).items()}
+        nodes = pipeline.plan(job, inputs, self._components.entity)
+        templates = {}
+        for node in nodes:  # each node's command job is checked (and its code uploaded) as if submitted now
+            try:
+                template = pipeline.node_template(job, node, templates)
+                spec, _ = self._prepare_command(pipeline.node_job(template, stand_ins=True))
+            except (LocalMLValidationError, ResourceNotFoundError) as error:
+                raise pipeline.node_error(node.name, error) from None
+            templates[node.name] = pipeline.pinned(template, spec)
+        config = {
+            "root": str(self._workspace.root),
+            "workspace_name": self._workspace.name,
+            "parent": job.name,
+            "continue_on_step_failure": bool(job.settings.continue_on_step_failure),
+            "nodes": [templates[node.name] for node in nodes],
+        }
+        with tempfile.TemporaryDirectory(prefix="localml-pipeline-") as staging:
+            _, record = self._prepare_command(pipeline.driver_command(job, Path(staging), config))
+        # the pipeline's outputs are its nodes' outputs: azureml://jobs/<pipeline>/outputs/<name> resolves to them
+        outputs = pipeline.output_uris(nodes, templates)
+        record.update(max_instances=None, outputs={k: o["path"] for k, o in outputs.items()})
+        record["prepared"]["output_types"] = {k: o["type"] for k, o in outputs.items()}
+        return pipeline.stored_spec(job, inputs, templates), record
 
     def _prepare_command(self, job: CommandJob) -> tuple[dict, dict]:
         inputs = dict(job.inputs or {})
@@ -147,7 +179,7 @@ class JobOperations:
         spec_inputs = {}
         for key, value in inputs.items():
             spec_inputs[key], prepared.inputs[key], prepared.input_types[key] = resolve_input(
-                self._workspace, self._data, job.name, key, value
+                self._workspace, self._assets, job.name, key, value
             )
         record_outputs = {}
         for key, value in outputs.items():

@@ -128,14 +128,16 @@ def test_asset_references_resolve_as_job_inputs(ml_client, tmp_path, code_dir, h
     source.write_text("two")
     ml_client.data.create_or_update(Data(name="greeting", path=str(source), type="uri_file"))
     ml_client.data.create_or_update(Data(name="diabetes", path=str(helpers.DIABETES_DIR), type="mltable"))
+    ml_client.models.create_or_update(Model(name="weights", path=str(write(tmp_path / "model" / "w.bin", "w").parent), type="custom_model"))
     job = ml_client.jobs.create_or_update(
         command(
             code=str(code_dir),
-            command="python seen.py ${{inputs.pinned}} ${{inputs.newest}} ${{inputs.table}}",
+            command="python seen.py ${{inputs.pinned}} ${{inputs.newest}} ${{inputs.table}} ${{inputs.model}}",
             inputs={
                 "pinned": Input(type="uri_file", path="azureml:greeting:1"),
                 "newest": Input(type="uri_file", path="azureml:greeting@latest"),
                 "table": Input(type="mltable", path="azureml:diabetes@latest"),
+                "model": Input(type="custom_model", path="azureml:weights@latest"),  # a model is an input too
             },
             environment=ENV,
         )
@@ -148,6 +150,7 @@ def test_asset_references_resolve_as_job_inputs(ml_client, tmp_path, code_dir, h
     seen = json.loads((tmp_path / "dl" / "artifacts" / "outputs" / "seen.json").read_text())
     assert [item.get("text") for item in seen[:2]] == ["one", "two"]
     assert seen[2]["listing"] == ["MLTable", "diabetes.csv"]
+    assert seen[3]["listing"] == ["w.bin"]
     # the job read registered copies, not the source
     assert all(str(tmp_path / "in") not in item["arg"] for item in seen)
 
@@ -162,6 +165,10 @@ def test_asset_reference_of_the_wrong_type_is_rejected(ml_client, tmp_path, code
         environment=ENV,
     )
     with pytest.raises(LocalMLValidationError, match="declared uri_folder, but data asset 'afile:1' is uri_file"):
+        ml_client.jobs.create_or_update(job)
+    ml_client.models.create_or_update(Model(name="weights", path=str(source.parent), type="custom_model"))
+    job = command(code=str(code_dir), command="python seen.py ${{inputs.model}}", inputs={"model": Input(type="mlflow_model", path="azureml:weights:1")}, environment=ENV)
+    with pytest.raises(LocalMLValidationError, match="declared mlflow_model, but model 'weights:1' is custom_model"):
         ml_client.jobs.create_or_update(job)
     assert list(ml_client.jobs.list()) == []
 

@@ -1,0 +1,69 @@
+"""``ml_client.components``: command components as versioned assets, their code snapshotted at registration.
+
+A client made with ``registry_name`` keeps its components apart from the workspace's, under the
+registry's name, and names them as Azure names registry assets (``azureml://registries/...``).
+Such a registry starts empty: Azure's built-in components (registry ``azureml``) are not served yet.
+"""
+
+from __future__ import annotations
+
+from azure.ai.ml.entities import CommandComponent, Component
+
+from localml.errors import LocalMLValidationError, UnsupportedFeatureError
+from localml.execution.command import upload_code
+from localml.operations._assets import VersionedAssetOperations
+from localml.workspace import LocalWorkspace
+
+#: The name the SDK gives a component nobody named (a ``command()`` builder's, for example).
+ANONYMOUS = "azureml_anonymous"
+
+
+class ComponentOperations(VersionedAssetOperations):
+    title = "Component"
+
+    def __init__(self, workspace: LocalWorkspace, registry_name: str | None = None):
+        super().__init__(workspace)
+        self._registry_name = registry_name
+        self.kind = "component" if registry_name is None else f"registry/{registry_name}/component"
+
+    def create_or_update(self, component: Component, version: str | None = None, **kwargs) -> Component:
+        """Register ``component``; its code folder is copied in, so later edits never change this version."""
+        if not isinstance(component, CommandComponent):
+            raise UnsupportedFeatureError(
+                f"{type(component).__name__} components yet",
+                "Command components (load_component of a command YAML, or command(...).component) are registered today.",
+            )
+        spec = component._to_dict()
+        name = spec.pop("name", None)
+        if not name or name == ANONYMOUS:
+            raise LocalMLValidationError("A component needs a name to be registered: set name in its YAML or pass name= to command().")
+        result = component._validate()  # the SDK's own checks, as Azure's create_or_update makes them
+        if not result.passed:
+            problems = "; ".join(f"{field}: {message}" for field, message in result.error_messages.items())
+            raise LocalMLValidationError(f"Component '{name}' is invalid: {problems}")
+        spec.pop("id", None)
+        spec_version = spec.pop("version", None)
+        if spec.get("code"):
+            spec["code"] = upload_code(self._workspace, spec["code"])
+        return self._to_entity(self._register(name, version or spec_version, {"spec": spec}))
+
+    def get(self, name: str, version: str | None = None, label: str | None = None) -> Component:
+        """Version ``version``, or the one ``label`` names; the latest when neither is given (as Azure does for components)."""
+        return super().get(name, version, "latest" if version is None and label is None else label)
+
+    def entity(self, reference: str) -> Component:
+        """The component ``azureml:name:version`` or ``azureml:name@latest`` names."""
+        return self._to_entity(self.resolve_reference(reference))
+
+    def _to_entity(self, record: dict) -> Component:
+        component = Component._load(data={**record["spec"], "name": record["name"], "version": record["version"]})
+        component._id = self._asset_id(record["name"], record["version"])
+        return component
+
+    def _asset_id(self, name: str, version: str) -> str:
+        if self._registry_name:
+            return f"azureml://registries/{self._registry_name}/components/{name}/versions/{version}"
+        return (
+            f"/subscriptions/local/resourceGroups/local/providers/Microsoft.MachineLearningServices/"
+            f"workspaces/{self._workspace.name}/components/{name}/versions/{version}"
+        )
