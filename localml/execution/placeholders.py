@@ -12,6 +12,10 @@ from typing import Any
 
 PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
 OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
+#: A placeholder, with the quotes around it when the command quotes it itself ('${{inputs.title}}').
+QUOTED_PLACEHOLDER = re.compile(
+    r"(?P<quote>['\"]?)\$\{\{\s*(?P<group>inputs|outputs)\.(?P<name>[A-Za-z0-9_]+)\s*\}\}(?P=quote)"
+)
 
 
 def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]) -> str:
@@ -24,7 +28,12 @@ def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]
         return part if all(values[g].get(k) is not None for g, k in names) else ""
 
     def substitute(match: re.Match) -> str:
-        value = values[match.group(1)][match.group(2)]
-        return shlex.quote(str(value))
+        quote = match.group("quote")
+        value = str(values[match.group("group")][match.group("name")])
+        if quote == "'":  # the command quotes it already (Azure's components do): keep the quotes, escape inside
+            return "'" + value.replace("'", "'\\''") + "'"
+        if quote == '"':
+            return '"' + re.sub(r'(["\\$`])', r"\\\1", value) + '"'
+        return shlex.quote(value)
 
-    return PLACEHOLDER.sub(substitute, OPTIONAL.sub(optional, command))
+    return QUOTED_PLACEHOLDER.sub(substitute, OPTIONAL.sub(optional, command))

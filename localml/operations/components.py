@@ -2,10 +2,13 @@
 
 A client made with ``registry_name`` keeps its components apart from the workspace's, under the
 registry's name, and names them as Azure names registry assets (``azureml://registries/...``).
-Such a registry starts empty: Azure's built-in components (registry ``azureml``) are not served yet.
+The ``azureml`` registry serves the built-in Responsible AI components (``localml/rai/components``),
+registered there the first time the registry is read.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from azure.ai.ml.entities import CommandComponent, Component
 
@@ -16,6 +19,9 @@ from localml.workspace import LocalWorkspace
 
 #: The name the SDK gives a component nobody named (a ``command()`` builder's, for example).
 ANONYMOUS = "azureml_anonymous"
+#: Azure's registry of built-in components, and the specs localml serves from it.
+BUILTIN_REGISTRY = "azureml"
+BUILTIN_COMPONENTS = Path(__file__).resolve().parents[1] / "rai" / "components"
 
 
 class ComponentOperations(VersionedAssetOperations):
@@ -49,7 +55,23 @@ class ComponentOperations(VersionedAssetOperations):
 
     def get(self, name: str, version: str | None = None, label: str | None = None) -> Component:
         """Version ``version``, or the one ``label`` names; the latest when neither is given (as Azure does for components)."""
+        self._register_builtins()
         return super().get(name, version, "latest" if version is None and label is None else label)
+
+    def list(self, name: str | None = None):
+        self._register_builtins()
+        return super().list(name=name)
+
+    def _register_builtins(self) -> None:
+        """The built-in components of the ``azureml`` registry, registered once (a version never changes)."""
+        if self._registry_name != BUILTIN_REGISTRY:
+            return
+        from azure.ai.ml import load_component
+
+        for spec in sorted(BUILTIN_COMPONENTS.glob("*.yml")):
+            component = load_component(source=str(spec))
+            if self._catalog.get_asset(self.kind, component.name, str(component.version)) is None:
+                self.create_or_update(component)
 
     def entity(self, reference: str) -> Component:
         """The component ``azureml:name:version`` or ``azureml:name@latest`` names."""
