@@ -78,6 +78,8 @@ def resolve_input(workspace, assets: dict, job_name: str, key: str, value: Any) 
     if not path:
         raise LocalMLValidationError(f"Input '{key}' of job '{job_name}' has no path.")
     what = f"Input '{key}' of job '{job_name}'"
+    if parse_asset_reference(path) is None and not Path(path).expanduser().exists() and parse_asset_reference(path, require_prefix=False):
+        path = f"azureml:{path}"  # the SDK's YAML loader drops the azureml: prefix of an asset reference (name:version)
     reference = parse_asset_reference(path)
     if reference is not None:
         operations = assets["model" if input_type in MODEL_TYPES else "data"]

@@ -8,6 +8,7 @@ registered there the first time the registry is read.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from azure.ai.ml.entities import CommandComponent, Component
@@ -22,6 +23,9 @@ ANONYMOUS = "azureml_anonymous"
 #: Azure's registry of built-in components, and the specs localml serves from it.
 BUILTIN_REGISTRY = "azureml"
 BUILTIN_COMPONENTS = Path(__file__).resolve().parents[1] / "rai" / "components"
+REGISTRY_COMPONENT = re.compile(
+    r"^azureml://registries/(?P<registry>[^/]+)/components/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+)|/labels/(?P<label>[^/]+))?$"
+)
 
 
 class ComponentOperations(VersionedAssetOperations):
@@ -74,7 +78,12 @@ class ComponentOperations(VersionedAssetOperations):
                 self.create_or_update(component)
 
     def entity(self, reference: str) -> Component:
-        """The component ``azureml:name:version`` or ``azureml:name@latest`` names."""
+        """The component ``azureml:name:version`` or ``azureml:name@latest`` names, or a registry's
+        ``azureml://registries/<registry>/components/<name>/versions/<version>`` (or ``/labels/latest``)."""
+        registry = REGISTRY_COMPONENT.match(reference)
+        if registry:
+            operations = ComponentOperations(self._workspace, registry["registry"])
+            return operations.get(registry["name"], version=registry["version"], label=registry["label"])
         return self._to_entity(self.resolve_reference(reference))
 
     def _to_entity(self, record: dict) -> Component:

@@ -90,9 +90,43 @@ def test_the_azure_rai_pipeline_runs_and_gathers_every_insight(workspace, tmp_pa
     assert all(f"id='{section}'" in page for section in ("overview", "explanations", "error-analysis", "counterfactuals", "causal", "fairness"))
 
 
-def test_an_unknown_treatment_fails_its_node_naming_the_feature(workspace):
-    ml_client, registry, model, inputs = workspace
-    job = ml_client.jobs.create_or_update(rai_pipeline(registry, model, '["Smoker"]')(target_column_name=TARGET, **inputs))
+PIPELINE_YAML = """
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+experiment_name: rai-review
+compute: local
+inputs:
+  target_column_name: Diabetic
+  train_data: {type: mltable, path: "azureml:diabetes-rai-train:1"}
+  test_data: {type: mltable, path: "azureml:diabetes-rai-test:1"}
+jobs:
+  create:
+    type: command
+    component: azureml://registries/azureml/components/rai_tabular_insight_constructor/versions/0.22.0
+    inputs:
+      title: Diabetes classifier
+      task_type: classification
+      model_input: {type: mlflow_model, path: "azureml:diabetes-clf:1"}
+      train_dataset: ${{parent.inputs.train_data}}
+      test_dataset: ${{parent.inputs.test_data}}
+      target_column_name: ${{parent.inputs.target_column_name}}
+      maximum_rows_for_test_dataset: 500
+  effects:
+    type: command
+    component: azureml://registries/azureml/components/rai_tabular_causal/versions/0.22.0
+    inputs:
+      rai_insights_dashboard: ${{parent.jobs.create.outputs.rai_insights_dashboard}}
+      treatment_features: '["Smoker"]'
+"""
+
+
+def test_a_yaml_pipeline_names_registry_components_and_an_unknown_treatment_fails_by_name(workspace, tmp_path):
+    from azure.ai.ml import load_job
+
+    ml_client, _, _, _ = workspace
+    (tmp_path / "pipeline.yml").write_text(PIPELINE_YAML)
+    pipeline = load_job(source=tmp_path / "pipeline.yml")
+    job = ml_client.jobs.create_or_update(pipeline)
     assert wait(ml_client, job.name) == "Failed"
     error = ml_client.jobs.get(job.name).properties["localml.error"]
     assert "effects" in error and "Treatment feature ['Smoker'] is not a feature of the data" in error
