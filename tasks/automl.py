@@ -25,9 +25,10 @@ from localml.automl.settings import (
     REGRESSION_METRICS,
     canonical,
 )
+from localml.references import parse_asset_reference
 from tasks.jobs import InputSpec, JobSpec
 from tasks.retries import TRANSIENT_RETRIES
-from tasks.workspace import get_client, tracking_client
+from tasks.workspace import download_run_artifact, get_client, tracking_client
 
 # downloads are a few small files: MLflow's progress bars would only clutter the run log
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -200,27 +201,18 @@ def automl_summary(workspace: str, job_name: str) -> AutoMLSummary:
         [g["status"] for g in summary.guardrails]     # ["Done", "Passed", ...]
         ```
     """
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
-    tracking = tracking_client(workspace)
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=job_name, artifact_path=SUMMARY_ARTIFACT, dst_path=folder, tracking_uri=tracking.tracking_uri
-            )
-            summary = json.loads(Path(path).read_text())
-        except (MlflowException, OSError):
+            path = download_run_artifact(workspace, job_name, SUMMARY_ARTIFACT, folder)
+        except ValueError:
             get_run_logger().warning("Job %s has no %s: guardrails and importances are not available", job_name, SUMMARY_ARTIFACT)
-            run = tracking.get_run(job_name)
+            run = tracking_client(workspace).get_run(job_name)
             best = run.data.tags.get("automl_best_child_run_id")
             return AutoMLSummary(best_run_id=best, algorithm=None, primary_metric=None, score=None, metrics=dict(run.data.metrics))
+        summary = json.loads(path.read_text())
         image = None
         if summary.get("explanation"):
-            image_path = mlflow.artifacts.download_artifacts(
-                run_id=job_name, artifact_path=IMPORTANCE_IMAGE_ARTIFACT, dst_path=folder, tracking_uri=tracking.tracking_uri
-            )
-            image = Path(image_path).read_bytes()
+            image = download_run_artifact(workspace, job_name, IMPORTANCE_IMAGE_ARTIFACT, folder).read_bytes()
     return AutoMLSummary(
         best_run_id=summary["best_child_run_id"],
         algorithm=summary["best_algorithm"],
@@ -269,11 +261,11 @@ def automl_job_of(workspace: str, baseline: str) -> str:
     """
     if not baseline.startswith("azureml:"):
         return baseline
-    name, _, version = baseline[len("azureml:"):].partition(":")
-    name, _, label = name.partition("@")
-    if not version and not label:
+    reference = parse_asset_reference(baseline)
+    if reference is None:
+        name = baseline[len("azureml:"):]
         raise ValueError(f"Model reference '{baseline}' names no version: use azureml:{name}:<version> or azureml:{name}@latest.")
-    model = get_client(workspace).models.get(name, version=version or None, label=label or None)
+    model = get_client(workspace).models.get(reference.name, version=reference.version, label=reference.label)
     job = getattr(model, "job_name", None) or (model.tags or {}).get("job_name")
     if not job:
         raise ValueError(f"Model {model.name}:{model.version} was not registered from a job; give the AutoML job's name instead.")
@@ -314,9 +306,6 @@ def generated_training_code(workspace: str, automl_job: str, folder: str = "gene
         code.hyperparameters   # {"learning_rate": 0.057, "num_leaves": 4, ...}
         ```
     """
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
     from localml.automl.codegen import FOLDER, SCRIPT_FILE, ENVIRONMENT_FILE
 
     client = get_client(workspace)
@@ -325,17 +314,14 @@ def generated_training_code(workspace: str, automl_job: str, folder: str = "gene
         raise ValueError(f"Job '{automl_job}' is a {job.type} job, not an AutoML job: give the AutoML job (or the model it registered).")
     if job.status != "Completed":
         raise ValueError(f"AutoML job '{automl_job}' is {job.status}; a training script exists once it has Completed.")
-    tracking = tracking_client(workspace)
-    best_run = tracking.get_run(automl_job).data.tags.get("automl_best_child_run_id")
+    best_run = tracking_client(workspace).get_run(automl_job).data.tags.get("automl_best_child_run_id")
     if not best_run:
         raise ValueError(f"AutoML job '{automl_job}' recorded no best run (automl_best_child_run_id): nothing to refine.")
     target = Path(folder) / automl_job
     with tempfile.TemporaryDirectory() as staging:
         try:
-            downloaded = Path(mlflow.artifacts.download_artifacts(
-                run_id=best_run, artifact_path=f"outputs/{FOLDER}", dst_path=staging, tracking_uri=tracking.tracking_uri
-            ))
-        except (MlflowException, OSError):
+            downloaded = download_run_artifact(workspace, best_run, f"outputs/{FOLDER}", staging)
+        except ValueError:
             raise ValueError(
                 f"AutoML job '{automl_job}' has no generated training script (its best model may be an ensemble; "
                 "see the job's log). Refine a job whose best model is a single algorithm."

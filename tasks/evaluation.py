@@ -1,6 +1,6 @@
 """Evaluation: two models scored side by side on the same held-out rows, and the rule that picks one.
 
-Models and rows are read from the jobs' MLflow runs (``runs:/<job>/<path>``), as they are on
+Models and rows are read from the jobs' MLflow runs (the run id is the job's name), as they are on
 Azure, so the comparison never depends on where a job ran.
 """
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from localml.automl.settings import MINIMIZED_METRICS
 from tasks.retries import TRANSIENT_RETRIES
-from tasks.workspace import tracking_client
+from tasks.workspace import download_run_artifact
 
 RegistrationRule = Literal["at_least_as_good", "better", "always"]
 
@@ -26,10 +26,6 @@ class RunArtifact(BaseModel):
 
     run_id: str
     path: str
-
-    @property
-    def uri(self) -> str:
-        return f"runs:/{self.run_id}/{self.path}"
 
 
 class ModelComparison(BaseModel):
@@ -85,11 +81,14 @@ def compare_models(
     from localml.automl.metrics import classification_metrics, regression_metrics
     from tasks.charts import prediction_chart, roc_chart
 
+    def download(artifact: RunArtifact, staging: str) -> Path:
+        return download_run_artifact(workspace, artifact.run_id, artifact.path, Path(staging) / artifact.run_id)
+
     with tempfile.TemporaryDirectory() as staging:
-        rows = pd.read_csv(Path(_download(workspace, test_data, staging)) / "data.csv")
+        rows = pd.read_csv(download(test_data, staging) / "data.csv")
         models = {
-            "AutoML best": mlflow.sklearn.load_model(_download(workspace, baseline, staging)),
-            "refined": mlflow.sklearn.load_model(_download(workspace, candidate, staging)),
+            "AutoML best": mlflow.sklearn.load_model(str(download(baseline, staging))),
+            "refined": mlflow.sklearn.load_model(str(download(candidate, staging))),
         }
     if target_column not in rows.columns:
         raise ValueError(f"The held-out rows of {test_data.run_id} have no column '{target_column}'.")
@@ -146,16 +145,3 @@ def registration_decision(comparison: ModelComparison, rule: RegistrationRule, t
     margin = f" (tolerance {tolerance:g})" if tolerance else ""
     verdict = "registered" if passes else "not registered"
     return passes, f"{verdict}: the rule asks for a model {wanted} the AutoML best{margin}; {figures}"
-
-
-def _download(workspace: str, artifact: RunArtifact, staging: str) -> str:
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow.artifacts.download_artifacts(
-            run_id=artifact.run_id, artifact_path=artifact.path, dst_path=str(Path(staging) / artifact.run_id),
-            tracking_uri=tracking_client(workspace).tracking_uri,
-        )
-    except (MlflowException, OSError) as error:
-        raise ValueError(f"Run {artifact.run_id} has no {artifact.path} ({error}). Was it written by the job?") from None

@@ -83,6 +83,22 @@ def tracking_client(workspace: str) -> Any:
     return MlflowClient(tracking_uri=client.workspaces.get(client.workspace_name).mlflow_tracking_uri)
 
 
+def download_run_artifact(workspace: str, run_id: str, path: str, destination: str | Path) -> Path:
+    """Download ``path`` (a file or folder) that run ``run_id`` logged, under ``destination``; the local path.
+
+    Raises ValueError naming the run and the path when the run has no such artifact.
+    """
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=str(destination), tracking_uri=tracking_client(workspace).tracking_uri
+        ))
+    except (MlflowException, OSError) as error:
+        raise ValueError(f"Run {run_id} has no {path} ({error}).") from None
+
+
 def is_local(workspace: str) -> bool:
     return isinstance(get_client(workspace), LocalMLClient)
 

@@ -45,15 +45,14 @@ def environment_dirs(ml_client):
 
 def test_conda_environment_is_built_once_and_reused_by_spec(ml_client, tmp_path, helpers):
     six_spec = [f"python={PY}", "pip", {"pip": ["six==1.16.0"]}]
+    # two names, one spec: whichever job wins the build lock builds it, so both carry the same channels
     first = register(ml_client, tmp_path, "six-a", six_spec, channels=["conda-forge"])
-    second = register(ml_client, tmp_path, "six-b", six_spec)
+    second = register(ml_client, tmp_path, "six-b", six_spec, channels=["conda-forge"])
 
     # two jobs of the same spec start together: one builds, the other waits for it (or finds it built)
-    started = time.monotonic()
     a, b = run(ml_client, first), run(ml_client, second)
     assert helpers.wait_for_status(ml_client, a) == "Completed", ml_client.jobs.get(a).properties["localml.error"]
     assert helpers.wait_for_status(ml_client, b) == "Completed", ml_client.jobs.get(b).properties["localml.error"]
-    with_build = time.monotonic() - started
     logs = [user_log(ml_client, a), user_log(ml_client, b)]
     assert sum("[localml] building environment" in log for log in logs) == 1, logs
     assert sum("[localml] reusing environment" in log for log in logs) == 1, logs
@@ -68,17 +67,14 @@ def test_conda_environment_is_built_once_and_reused_by_spec(ml_client, tmp_path,
     assert (ml_client.root / "jobs" / b / "system_logs" / "environment_build.txt").read_text() == build_log
     stamps = {p.name: p.stat().st_mtime_ns for p in (folder / "build.log", folder / "ready.json")}
 
-    # a later job reuses the venv without touching it
-    started = time.monotonic()
+    # a later job reuses the venv without touching it (what that saves is measured in benchmarks/)
     c = run(ml_client, second)
     assert helpers.wait_for_status(ml_client, c) == "Completed"
-    reuse = time.monotonic() - started
     log = user_log(ml_client, c)
     assert f"[localml] reusing environment six-b:1 ({folder.name[:12]}) built " in log
     assert "building environment" not in log and f"SIX 1.16.0 {venv}" in log
     assert {p.name: p.stat().st_mtime_ns for p in (folder / "build.log", folder / "ready.json")} == stamps
     assert environment_dirs(ml_client) == [folder]
-    assert reuse < with_build, (reuse, with_build)
 
 
 def test_environment_that_cannot_be_built_fails_the_job_with_pip_complaint(ml_client, tmp_path, helpers, capsys):
