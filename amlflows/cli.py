@@ -5,6 +5,8 @@
     amlflows run train --hyperparameters max_iter=200 learning_rate=0.05
     amlflows run train --workspace azure --compute cpu-cluster
     amlflows run refine --hyperparameters learning_rate=0.05   # AutoML's best model, retrained with a change
+    amlflows run rai_review                             # the baseline model's Responsible AI review and verdict
+    amlflows run rai_review --thresholds '{"primary_metric": "AUC_weighted", "primary_metric_threshold": 0.9}'
     amlflows run tune                                   # a sweep over the training script's hyperparameters
     amlflows run tune --sampling-algorithm grid --early-termination none \
         --search-space 'learning_rate={"type": "choice", "values": [0.05, 0.1, 0.2]}'
@@ -16,6 +18,7 @@ train --help`` lists exactly what the Prefect UI's form shows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -29,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows.baseline import BaselineParameters, baseline
+from flows.rai_review import RAIReviewParameters, rai_review
 from flows.refine import RefineParameters, refine
 from flows.train import TrainParameters, train
 from flows.tune import TuneParameters, tune
@@ -38,6 +42,7 @@ FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
     "train": (train, TrainParameters),
     "refine": (refine, RefineParameters),
     "tune": (tune, TuneParameters),
+    "rai_review": (rai_review, RAIReviewParameters),
 }
 #: ``--<option> none`` of an optional nested setting (an option left out keeps its default)
 _NONE = object()
@@ -87,7 +92,7 @@ def _add_field_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
             parser.add_argument(flag, dest=name, nargs="+", metavar="VALUE", default=None, help=help_text)
         elif typing.get_origin(annotation) is dict:
             parser.add_argument(flag, dest=name, nargs="+", metavar="KEY=VALUE", default=None, help=help_text)
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        elif isinstance(annotation, type) and (issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)):
             parser.add_argument(flag, dest=name, type=_parse_setting, metavar="JSON", default=None, help=f"{help_text} (JSON, or 'none')")
         elif typing.get_origin(annotation) is Literal:
             parser.add_argument(flag, dest=name, choices=typing.get_args(annotation), default=None, help=help_text)

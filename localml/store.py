@@ -94,6 +94,9 @@ class Catalog:
             (kind, name, version, seq, time.time(), json.dumps(record)),
         )
 
+    def update_asset(self, db: sqlite3.Connection, kind: str, name: str, version: str, record: dict) -> None:
+        db.execute("UPDATE assets SET record=? WHERE kind=? AND name=? AND version=?", (json.dumps(record), kind, name, version))
+
     def get_asset(self, kind: str, name: str, version: str | None = None, db: sqlite3.Connection | None = None) -> dict | None:
         """The record of one version, or of the newest active version when ``version`` is None."""
         query = "SELECT * FROM assets WHERE kind=? AND name=?"

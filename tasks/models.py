@@ -1,4 +1,4 @@
-"""Models: register a job's model output as a versioned model."""
+"""Models: register a job's model output as a versioned model, find a version, tag it."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import hashlib
 import json
 from typing import Any, Literal
 
+from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
 from localml.hashing import content_hash
-from localml.references import is_local_path
+from localml.references import is_local_path, parse_asset_reference
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, workspace_identity
 
@@ -65,3 +66,40 @@ def register_model(workspace: str, spec: ModelSpec) -> ModelRef:
     model = get_client(workspace).models.create_or_update(spec.to_model())
     get_run_logger().info("Registered model %s:%s from %s", model.name, model.version, spec.path)
     return ModelRef(name=model.name, version=model.version, type=spec.type, job_name=getattr(model, "job_name", None))
+
+
+@task(name="resolve_model", **TRANSIENT_RETRIES)
+def resolve_model(workspace: str, reference: str) -> ModelRef:
+    """The registered version ``azureml:<name>:<version>`` or ``azureml:<name>@latest`` names now.
+
+    Example:
+        ```python
+        model = resolve_model("local", "azureml:diabetes-baseline@latest")
+        model.reference   # "azureml:diabetes-baseline:3"
+        ```
+    """
+    parsed = parse_asset_reference(reference, require_prefix=False)
+    if parsed is None:
+        raise ValueError(f"'{reference}' is not a model reference: use azureml:<name>:<version> or azureml:<name>@latest.")
+    try:
+        model = get_client(workspace).models.get(parsed.name, version=parsed.version, label=parsed.label)
+    except ResourceNotFoundError as error:
+        raise ValueError(f"Model {reference} is not registered in workspace '{workspace}' ({error}).") from None
+    return ModelRef(name=model.name, version=model.version, type=str(model.type), job_name=getattr(model, "job_name", None))
+
+
+@task(name="tag_model_version", **TRANSIENT_RETRIES)
+def tag_model_version(workspace: str, model: ModelRef, tags: dict[str, str]) -> dict[str, str]:
+    """Add ``tags`` to an existing model version (its files never change); returns all its tags.
+
+    Example:
+        ```python
+        tag_model_version("local", model, {"rai_review": "passed"})
+        ```
+    """
+    client = get_client(workspace)
+    entity = client.models.get(model.name, version=model.version)
+    entity.tags = {**(entity.tags or {}), **tags}
+    updated = client.models.create_or_update(entity)
+    get_run_logger().info("Tagged model %s:%s with %s", model.name, model.version, ", ".join(sorted(tags)))
+    return dict(updated.tags or {})

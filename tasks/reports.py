@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import (
@@ -15,6 +16,7 @@ from prefect.artifacts import (
 
 from tasks.automl import AutoMLSummary, Trial
 from tasks.evaluation import ModelComparison
+from tasks.rai import ReviewVerdict
 from tasks.sweep import SweepResult
 
 LEADERBOARD_ROWS = 25
@@ -218,4 +220,30 @@ def publish_refine_report(
     for label, url in links.items():
         if url:
             create_link_artifact(link=url, link_text=f"MLflow run: {label}", key=f"refine-{label.split()[0].lower()}-run")
+    return markdown
+
+
+@task(name="publish_review_report")
+def publish_review_report(verdict: ReviewVerdict, model_reference: str, job_name: str, dashboard: Path, studio_url: str | None) -> str:
+    """Artifacts of a Responsible AI review: the verdict with each check, the reasons it failed, and links
+    to the dashboard page and the review pipeline; returns the markdown.
+
+    Example:
+        ```python
+        publish_review_report(verdict, "azureml:diabetes-baseline:1", job.name, folder / "dashboard.html", url)
+        ```
+    """
+    dashboard_uri = dashboard.resolve().as_uri()
+    markdown = (
+        f"# Responsible AI review of `{model_reference}`: {'passed' if verdict.passed else 'FAILED'}\n\n"
+        + ("".join(f"- {reason}\n" for reason in verdict.reasons) + "\n" if verdict.reasons else "")
+        + f"**Dashboard:** [{dashboard.name}]({dashboard_uri}) (open it in a browser)  \n"
+        f"**Review pipeline:** {f'[{job_name}]({studio_url})' if studio_url else job_name}  \n"
+        f"**Verdict stored on:** `{model_reference}` as `rai_*` tags\n\n"
+        "| check | value | threshold | result |\n|---|---|---|---|\n"
+        + "\n".join(f"| {c['name']} | {c['value']:.4f} | {c['threshold']} | {'pass' if c['passed'] else '**FAIL**'} |" for c in verdict.checks)
+        + ("\n" if verdict.checks else "_no thresholds were set_\n")
+    )
+    create_markdown_artifact(markdown=markdown, key="rai-review", description=f"Responsible AI review of {model_reference}")
+    create_link_artifact(link=dashboard_uri, link_text=f"Responsible AI dashboard of {model_reference}", key="rai-dashboard")
     return markdown

@@ -10,6 +10,21 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn import metrics as sk
 
+#: The names each function below returns (AUC and average precision need both classes in y_true).
+CLASSIFICATION_METRIC_NAMES = (
+    "accuracy", "balanced_accuracy", "norm_macro_recall", "precision_score_weighted", "recall_score_weighted",
+    "f1_score_weighted", "log_loss", "AUC_weighted", "average_precision_score_weighted",
+)
+REGRESSION_METRIC_NAMES = (
+    "root_mean_squared_error", "normalized_root_mean_squared_error", "mean_absolute_error",
+    "normalized_mean_absolute_error", "r2_score", "spearman_correlation",
+)
+#: Errors and losses: lower is better.
+LOWER_IS_BETTER = frozenset({
+    "log_loss", "root_mean_squared_error", "normalized_root_mean_squared_error", "mean_absolute_error",
+    "normalized_mean_absolute_error",
+})
+
 
 def classification_metrics(y_true, probabilities: np.ndarray, n_classes: int) -> dict[str, float]:
     """Metrics from the true class indices and the predicted class probabilities."""

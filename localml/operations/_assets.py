@@ -8,6 +8,11 @@ from localml.errors import LocalMLValidationError, not_found
 from localml.references import parse_asset_reference
 from localml.workspace import LocalWorkspace
 
+#: What Azure lets change on an existing version (create_or_update of the same name and version).
+MUTABLE_FIELDS = ("description", "tags", "stage")
+#: Fields the catalog adds to a stored record.
+CATALOG_FIELDS = ("name", "version", "created_at", "archived")
+
 
 class VersionedAssetOperations:
     kind: str = ""
@@ -23,7 +28,8 @@ class VersionedAssetOperations:
     def _register(self, name: str | None, version: str | None, record: dict) -> dict:
         """Store ``record`` as ``name:version`` (next number when version is None) and return it.
 
-        A version is immutable: registering the same content again returns it, other content is an error.
+        A version's content is immutable: registering the same content again returns it, other content is an
+        error. Its description, tags and stage may change, as on Azure (get it, change them, create_or_update).
         """
         if not name:
             raise LocalMLValidationError(f"A {self.title} needs a name.")
@@ -41,9 +47,13 @@ class VersionedAssetOperations:
                 if existing is not None:
                     if _same_content(existing, record):
                         return existing
+                    if _same_content(existing, _without(record, MUTABLE_FIELDS)):
+                        stored = {**_without(existing, CATALOG_FIELDS), **{k: record[k] for k in MUTABLE_FIELDS if k in record}}
+                        self._catalog.update_asset(db, self.kind, name, version, stored)
+                        return self._catalog.get_asset(self.kind, name, version, db=db)
                     raise LocalMLValidationError(
                         f"{self.title} '{name}' version '{version}' already exists with other content, and a version "
-                        "never changes. Register a new version (omit version to take the next number)."
+                        "never changes (only its description, tags and stage may). Register a new version (omit version to take the next number)."
                     )
             self._catalog.insert_asset(db, self.kind, name, version, record)
         return self._catalog.get_asset(self.kind, name, version)
@@ -105,6 +115,10 @@ def file_asset_fields(record: dict) -> dict:
         "tags": record.get("tags") or {},
         "properties": record.get("properties") or {},
     }
+
+
+def _without(record: dict, keys: tuple[str, ...]) -> dict:
+    return {k: v for k, v in record.items() if k not in keys}
 
 
 def _same_content(existing: dict, record: dict) -> bool:

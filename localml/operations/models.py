@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from azure.ai.ml.entities import Model
 
 from localml.errors import LocalMLValidationError
@@ -36,13 +39,23 @@ class ModelOperations(VersionedAssetOperations):
         record = {
             "path": self._workspace.upload(local),
             "type": model_type,
-            "job_name": _source_job(source),
+            "job_name": _source_job(source) or getattr(model, "job_name", None),
             "description": model.description,
             "tags": dict(model.tags or {}),
             "properties": dict(model.properties or {}),
             "stage": model.stage,
         }
         return self._to_entity(self._register(model.name, model.version, record))
+
+    def download(self, name: str, version: str, download_path: str | Path = ".") -> None:
+        """Copy the version's files to ``<download_path>/<name>/`` (a folder model keeps its folder's name), as Azure does."""
+        stored = self._workspace.resolve_uri(self._get_record(name, str(version))["path"])
+        target = Path(download_path) / name
+        if stored.is_dir():
+            shutil.copytree(stored, target / stored.name, dirs_exist_ok=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(stored, target / stored.name)
 
     def _to_entity(self, record: dict) -> Model:
         model = Model(**file_asset_fields(record), stage=record.get("stage"))

@@ -44,3 +44,9 @@ def fairness(review: Review, cohort_feature: str, bins: list[float] | None = Non
         "rows": {str(k): int(v) for k, v in groups.value_counts().items()},
         "largest_gap": {m: float(v) for m, v in frame.difference().items()},
     }
+
+
+def fairness_by_first_cohort_feature(review: Review, cohort_features: dict[str, list[float] | None]) -> dict:
+    """The fairness analysis of the first of ``{feature: band edges or None}`` (the one the scorecard judges)."""
+    feature, bins = next(iter(cohort_features.items()))
+    return fairness(review, feature, bins or None)

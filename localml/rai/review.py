@@ -142,6 +142,17 @@ def build_review(
     return review
 
 
+def model_metrics(review: Review) -> dict[str, float]:
+    """Azure's metrics of the model on the review's test rows (AutoML's names: AUC_weighted, accuracy, ...)."""
+    from localml.automl.metrics import classification_metrics, regression_metrics
+
+    if review.task == "classification":
+        indices = review.y_test.map({c: i for i, c in enumerate(review.classes)}).to_numpy()
+        return classification_metrics(indices, review.model.predict_proba(review.X_test), len(review.classes))
+    truth = review.y_test
+    return regression_metrics(truth, review.model.predict(review.X_test), float(truth.max() - truth.min()))
+
+
 def model_inputs(path: Path) -> list[str] | None:
     """The column names of the model's input signature; None when it was saved without one."""
     from mlflow.models import Model

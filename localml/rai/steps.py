@@ -63,8 +63,7 @@ def _save(folder: str, kind: str, result: dict, started: float) -> None:
 # -- steps --------------------------------------------------------------------------------------
 
 def constructor(args) -> None:
-    from localml.automl.metrics import classification_metrics, regression_metrics
-    from localml.rai.review import build_review
+    from localml.rai.review import build_review, model_metrics
 
     model = args.model_input or args.model_info_path
     if not model:
@@ -78,12 +77,7 @@ def constructor(args) -> None:
     cohorts = metadata.get("cohort_features", {})
     review.check_features(list(cohorts), "Cohort feature")
     review.save(Path(args.output_path))
-    if review.task == "classification":
-        classes = review.classes
-        indices = pd.Series(review.y_test).map({c: i for i, c in enumerate(classes)}).to_numpy()
-        metrics = classification_metrics(indices, review.model.predict_proba(review.X_test), len(classes))
-    else:
-        metrics = regression_metrics(review.y_test, review.model.predict(review.X_test), float(review.y_test.max() - review.y_test.min()))
+    metrics = model_metrics(review)
     overview = {"title": args.title, "task": review.task, "target": review.target, "rows": len(review.test),
                 "metrics": metrics, "cohort_features": cohorts, "model": args.model_info or str(model)}
     (Path(args.output_path) / "overview.json").write_text(json.dumps(overview, indent=2, default=str))
@@ -134,7 +128,7 @@ def causal(args) -> None:
 
 def gather(args) -> None:
     from localml.rai import dashboard
-    from localml.rai.fairness import fairness
+    from localml.rai.fairness import fairness_by_first_cohort_feature
     from localml.rai.review import Review
 
     folder = Path(args.constructor)
@@ -145,9 +139,7 @@ def gather(args) -> None:
         insights[result.pop("kind")] = result
     cohorts = overview.get("cohort_features") or {}
     if cohorts:
-        review = Review.load(folder)
-        feature, bins = next(iter(cohorts.items()))
-        insights["fairness"] = fairness(review, feature, bins or None)
+        insights["fairness"] = fairness_by_first_cohort_feature(Review.load(folder), cohorts)
     out = Path(args.dashboard)
     out.mkdir(parents=True, exist_ok=True)
     (out / GATHERED_FILE).write_text(json.dumps(insights, indent=2, default=str))

@@ -265,6 +265,23 @@ def test_model_list_get_and_archive(ml_client, tmp_path):
         ml_client.models.archive("clf", version="99")
 
 
+def test_model_version_tags_change_in_place_and_its_files_download(ml_client, tmp_path):
+    folder = write(tmp_path / "model" / "weights.bin", "w1").parent
+    ml_client.models.create_or_update(Model(name="clf", path=str(folder), type="custom_model", tags={"round": "1"}))
+    model = ml_client.models.get("clf", version="1")
+    model.tags["verdict"] = "passed"
+    model.description = "reviewed"
+    updated = ml_client.models.create_or_update(model)
+    assert (updated.version, updated.tags, updated.description) == ("1", {"round": "1", "verdict": "passed"}, "reviewed")
+    assert [m.version for m in ml_client.models.list(name="clf")] == ["1"]
+    # the files of a version never change, even through an update of its tags
+    other = write(tmp_path / "other" / "weights.bin", "w2").parent
+    with pytest.raises(LocalMLValidationError, match="only its description, tags and stage may"):
+        ml_client.models.create_or_update(Model(name="clf", version="1", path=str(other), type="custom_model"))
+    ml_client.models.download("clf", "1", download_path=tmp_path / "downloaded")
+    assert (tmp_path / "downloaded" / "clf" / "model" / "weights.bin").read_text() == "w1"
+
+
 # --------------------------------------------------------------------------- compute
 
 def test_compute_create_get_list(ml_client):

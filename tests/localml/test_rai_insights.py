@@ -195,18 +195,18 @@ def test_the_scorecard_passes_a_good_model_and_names_each_threshold_a_weak_one_m
         "error_analysis": analyze_errors(review),
         "fairness": fairness(review, "Age", bins=[0, 30, 50, 120]),
     }
-    lenient = Thresholds(min_primary_metric=0.9, max_worst_cohort_error_rate=0.5, max_fairness_gap=0.1)
+    lenient = Thresholds(primary_metric_threshold=0.9, max_worst_cohort_error_rate=0.5, max_fairness_gap=0.1)
     verdict = scorecard(insights, lenient)
     assert verdict["passed"] and verdict["reasons"] == [] and len(verdict["checks"]) == 3
 
-    strict = Thresholds(min_primary_metric=0.99, max_worst_cohort_error_rate=0.01, max_fairness_gap=0.001)
+    strict = Thresholds(primary_metric_threshold=0.99, max_worst_cohort_error_rate=0.01, max_fairness_gap=0.001)
     verdict = scorecard(insights, strict)
     assert not verdict["passed"] and len(verdict["reasons"]) == 3
     assert verdict["reasons"][0].startswith("accuracy is 0.9") and "the threshold is >= 0.99" in verdict["reasons"][0]
     assert "error rate of the worst cohort" in verdict["reasons"][1] and "<= 0.01" in verdict["reasons"][1]
     assert "largest accuracy gap between Age cohorts" in verdict["reasons"][2]
 
-    only_metric = scorecard(insights, Thresholds(min_primary_metric=0.5))
+    only_metric = scorecard(insights, Thresholds(primary_metric_threshold=0.5))
     assert only_metric["passed"] and [c["name"] for c in only_metric["checks"]] == ["accuracy"]
     with pytest.raises(ValueError, match="AUC_weighted, which the review did not measure"):
-        scorecard(insights, Thresholds(primary_metric="AUC_weighted", min_primary_metric=0.5))
+        scorecard(insights, Thresholds(primary_metric="AUC_weighted", primary_metric_threshold=0.5))
