@@ -61,21 +61,30 @@ def test_the_baseline_model_gets_every_section_a_verdict_tags_and_a_dashboard(ba
     assert judged["fairness"]["largest_gap"] == pytest.approx(insights["fairness"]["largest_gap"])
 
 
-@pytest.fixture
-def weak_model(workspace_root, tmp_path):
-    """A model trained on two features, registered, and the RAI split cut to those features."""
-    from azure.ai.ml.entities import Model
+@pytest.fixture(scope="module")
+def weak_files(tmp_path_factory):
+    """A model trained on two features, and the RAI split cut to those features (made once)."""
     from sklearn.linear_model import LogisticRegression
 
+    base = tmp_path_factory.mktemp("weak")
     folders = {}
     for split, file in (("train", "diabetes.csv"), ("test", "diabetes-test.csv")):
-        folder = tmp_path / "weak-data" / split
+        folder = base / split
         shutil.copytree(RAI_DATA / split, folder)
         frame = pd.read_csv(folder / file)
         frame[WEAK_FEATURES + [TARGET]].to_csv(folder / file, index=False)
         folders[split] = str(folder)
     train = pd.read_csv(Path(folders["train"]) / "diabetes.csv")
-    path = save_model(LogisticRegression().fit(train[WEAK_FEATURES], train[TARGET]), train[WEAK_FEATURES], tmp_path / "weak-model")
+    model = save_model(LogisticRegression().fit(train[WEAK_FEATURES], train[TARGET]), train[WEAK_FEATURES], base / "model")
+    return model, folders
+
+
+@pytest.fixture
+def weak_model(workspace_root, weak_files):
+    """The weak model registered in this test's workspace: its reference, and its data folders."""
+    from azure.ai.ml.entities import Model
+
+    path, folders = weak_files
     model = get_client("local").models.create_or_update(Model(name="diabetes-weak", path=path, type="mlflow_model"))
     return f"azureml:{model.name}:{model.version}", folders
 
@@ -114,10 +123,10 @@ def test_bad_input_fails_before_the_review_pipeline_starts(weak_model, tmp_path,
 
 def test_a_missing_target_in_the_test_data_and_an_unknown_model_are_named(weak_model, tmp_path):
     model, data = weak_model
-    test = Path(data["test"]) / "diabetes-test.csv"
-    pd.read_csv(test).drop(columns=TARGET).to_csv(test, index=False)
+    test = shutil.copytree(data["test"], tmp_path / "test")
+    pd.read_csv(test / "diabetes-test.csv").drop(columns=TARGET).to_csv(test / "diabetes-test.csv", index=False)
     with pytest.raises(ValueError, match=f"Target column '{TARGET}' is missing from the test data"):
-        rai_review(params(tmp_path, model=model, train_data=data["train"], test_data=data["test"], treatment_features=["Age"]))
+        rai_review(params(tmp_path, model=model, train_data=data["train"], test_data=str(test), treatment_features=["Age"]))
     with pytest.raises(ValueError, match="Model azureml:diabetes-nope@latest is not registered"):
         rai_review(params(tmp_path, model="azureml:diabetes-nope@latest"))
     assert list(get_client("local").jobs.list()) == []

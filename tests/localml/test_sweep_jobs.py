@@ -200,25 +200,20 @@ def test_random_and_sobol_honour_max_total_trials_and_sobol_repeats_its_configur
     assert len({p["x"] for p in configurations["sobol-a"]}) == 2
 
 
-def test_bayesian_finds_a_better_configuration_than_random_with_the_same_budget(ml_client, trial_code, helpers):
+def test_a_bayesian_sweep_learns_from_its_trials_and_nears_the_optimum(ml_client, trial_code, helpers):
+    # one trial at a time: each configuration then follows from all earlier results, and with localml's
+    # default seed the sweep is reproducible (concurrent tells arrive in timing order). Random sampling
+    # lands within 0.1 of the optimum (score > 0.99) in 8 trials about one time in five; the GP against
+    # random at the same budget is compared in test_sweep_bayesian.py, without jobs.
     space = {"x": Uniform(min_value=0, max_value=1), "y": Uniform(min_value=0, max_value=1)}
-    names = {}
-    for sampling in ("random", "bayesian"):
-        sweep = trial_job(trial_code, "smooth.py", x=0.5, y=0.5)(**space).sweep(
-            sampling_algorithm=RandomSamplingAlgorithm(seed=0) if sampling == "random" else sampling,
-            primary_metric="score", goal="Maximize",
-        )
-        # one bayesian trial at a time: each configuration then follows from all earlier results, and with
-        # localml's default seed the sweep is reproducible (concurrent tells arrive in timing order)
-        sweep.set_limits(max_total_trials=8, max_concurrent_trials=1 if sampling == "bayesian" else 2)
-        names[sampling] = ml_client.jobs.create_or_update(sweep).name
-    best = {}
-    for sampling, name in names.items():
-        assert helpers.wait_for_status(ml_client, name, timeout=SWEEP_TIMEOUT) == "Completed"
-        assert len(trials_of(ml_client, name)) == 8
-        best[sampling] = float(ml_client.jobs.get(name).properties["best_score"])
-    assert best["bayesian"] > best["random"], best
-    assert best["bayesian"] > 0.99, best
+    sweep = trial_job(trial_code, "smooth.py", x=0.5, y=0.5)(**space).sweep(
+        sampling_algorithm="bayesian", primary_metric="score", goal="Maximize",
+    )
+    sweep.set_limits(max_total_trials=8, max_concurrent_trials=1)
+    name = ml_client.jobs.create_or_update(sweep).name
+    assert helpers.wait_for_status(ml_client, name, timeout=SWEEP_TIMEOUT) == "Completed"
+    assert len(trials_of(ml_client, name)) == 8
+    assert float(ml_client.jobs.get(name).properties["best_score"]) > 0.99
 
 
 POLICIES = {
