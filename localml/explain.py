@@ -75,16 +75,11 @@ def shap_importance(
 
 
 def plot_importance(importance: dict[str, float], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from localml.plots import new_figure, png
 
     names = list(importance)[::-1]
-    figure, axis = plt.subplots(figsize=(6, 0.35 * len(names) + 1))
+    figure, axis = new_figure((6, 0.35 * len(names) + 1))
     axis.barh(names, [importance[n] for n in names], color="#2f6db5")
     axis.set_xlabel("mean |SHAP value| (effect on the prediction)")
     axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    path.write_bytes(png(figure, dpi=100))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 
+from localml.plots import new_figure, png
 from tasks.sweep import SweepResult
 
 
@@ -16,7 +16,7 @@ def sweep_chart(result: SweepResult) -> bytes:
     import matplotlib
 
     trials = sorted(result.trials, key=lambda t: _index(t.name))
-    figure, (left, right) = _figure((12, 4.5), ncols=2, gridspec_kw={"width_ratios": [1, 1.4]})
+    figure, (left, right) = new_figure((12, 4.5), ncols=2, gridspec_kw={"width_ratios": [1, 1.4]})
 
     completed = [t for t in trials if t.score is not None]
     left.plot([_index(t.name) for t in completed], [t.score for t in completed], "o", color="tab:blue", label="completed")
@@ -52,7 +52,7 @@ def sweep_chart(result: SweepResult) -> bytes:
         for value, height in sorted({(t.parameters.get(name), y) for t, y in zip(trials, axis) if t.parameters.get(name)}, key=lambda p: p[1]):
             right.annotate(value, (position, height), xytext=(3, 2), textcoords="offset points", fontsize=7)
 
-    return _png(figure)
+    return png(figure)
 
 
 def roc_chart(curves: dict[str, tuple], primary_metric: str) -> bytes:
@@ -62,7 +62,7 @@ def roc_chart(curves: dict[str, tuple], primary_metric: str) -> bytes:
     """
     from sklearn.metrics import auc, roc_curve
 
-    figure, axes = _figure((6, 5))
+    figure, axes = new_figure((6, 5))
     for label, (indices, probabilities) in curves.items():
         if probabilities.shape[1] == 2:
             fpr, tpr, _ = roc_curve(indices, probabilities[:, 1])
@@ -72,38 +72,19 @@ def roc_chart(curves: dict[str, tuple], primary_metric: str) -> bytes:
     axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="chance")
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC on the held-out rows ({primary_metric})")
     axes.legend(loc="lower right")
-    return _png(figure)
+    return png(figure)
 
 
 def prediction_chart(curves: dict[str, tuple]) -> bytes:
     """Predicted against actual values of regressors scored on the same rows: ``{label: (actual, predicted)}``."""
-    figure, axes = _figure((6, 5))
+    figure, axes = new_figure((6, 5))
     for label, (actual, predicted) in curves.items():
         axes.scatter(actual, predicted, s=8, alpha=0.5, label=label)
     low, high = axes.get_xlim()
     axes.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="perfect")
     axes.set(xlabel="actual", ylabel="predicted", title="Predicted against actual on the held-out rows")
     axes.legend(loc="upper left")
-    return _png(figure)
-
-
-def _figure(size: tuple[float, float], **layout):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=size, **layout)
-
-
-def _png(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
+    return png(figure)
 
 
 def _index(trial_name: str) -> int:

@@ -24,8 +24,9 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from localml.pipeline import submit as pipeline
 from localml.sweep import submit as sweep
-from localml.sweep.submit import driver_command, parameter_names, stored_spec, sweep_settings, trial_template
+from localml.sweep.submit import parameter_names, stored_spec, sweep_settings, trial_template
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
+from localml.execution.drivers import driver_command
 from localml.execution.command import PreparedCommand, check_placeholders, output_uri, resolve_input, upload_code
 from localml.execution.processes import cancel_children, is_alive, request_cancel, start_time, stop_group
 from localml.faults import FaultInjector
@@ -132,7 +133,7 @@ class JobOperations:
             "parameters": sorted(parameter_names(settings["search_space"])),
         }
         with tempfile.TemporaryDirectory(prefix="localml-sweep-") as staging:
-            _, record = self._prepare_command(driver_command(job, Path(staging), config))
+            _, record = self._prepare_command(driver_command(job, Path(staging), "sweep", config))
         record.update(max_instances=None, summary_file="outputs/sweep_summary.json", summary_properties=sweep.SUMMARY_PROPERTIES)
         return stored_spec(job, template_spec, settings), record
 
@@ -155,7 +156,7 @@ class JobOperations:
             "nodes": [templates[node.name] for node in nodes],
         }
         with tempfile.TemporaryDirectory(prefix="localml-pipeline-") as staging:
-            _, record = self._prepare_command(pipeline.driver_command(job, Path(staging), config))
+            _, record = self._prepare_command(driver_command(job, Path(staging), "pipeline", config))
         # the pipeline's outputs are its nodes' outputs: azureml://jobs/<pipeline>/outputs/<name> resolves to them
         outputs = pipeline.output_uris(nodes, templates)
         record.update(max_instances=None, outputs={k: o["path"] for k, o in outputs.items()})

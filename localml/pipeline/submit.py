@@ -9,7 +9,6 @@ Its outputs' azureml:// URIs are known now, so an input that reads another node'
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,6 @@ from azure.core.exceptions import ResourceNotFoundError
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError
 from localml.execution.command import INPUT_TYPES, output_uri
 
-DRIVER_CONFIG = "pipeline.json"
 #: The tag that names the pipeline node a child job runs (its display name is the node's name too, as on Azure).
 NODE_TAG = "localml.pipeline_node"
 _BINDING = re.compile(
@@ -308,20 +306,6 @@ def output_uris(nodes: list[PlannedNode], templates: dict[str, dict]) -> dict[st
     return {
         bound: templates[node.name]["outputs"][key] for node in nodes for key, bound in node.pipeline_outputs.items()
     }
-
-
-def driver_command(job, staging: Path, config: dict):
-    """The command the pipeline's own process runs: localml's pipeline driver with ``config``."""
-    folder = staging / "pipeline"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / DRIVER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-    return command(
-        name=job.name,
-        code=str(folder),
-        command=f"python -m localml.pipeline.driver --config {DRIVER_CONFIG}",
-        environment="AzureML-pipeline@latest",
-        experiment_name=job.experiment_name,
-    )._to_job()
 
 
 def stored_spec(job, pipeline_inputs: dict[str, Any], templates: dict[str, dict]) -> dict:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
+
+from localml.plots import new_figure, png
 
 SECTIONS = ("overview", "explanations", "error-analysis", "counterfactuals", "causal", "fairness")
 
@@ -162,38 +163,19 @@ def _image(png: bytes, alt: str) -> str:
     return f"<img alt='{_e(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
 
 
-def _figure(size):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=size)
-
-
-def _png(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return buffer.getvalue()
-
-
 def _bar_chart(values: dict[str, float], label: str) -> bytes:
     names = list(values)[::-1]
-    figure, axis = _figure((6, 0.35 * len(names) + 1))
+    figure, axis = new_figure((6, 0.35 * len(names) + 1))
     axis.barh(names, [values[n] for n in names], color="#2f6db5")
     axis.set_xlabel(label)
-    return _png(figure)
+    return png(figure, dpi=80)
 
 
 def _heatmap(heatmap: dict) -> bytes:
     import numpy as np
 
     grid = np.array([[np.nan if v is None else v for v in row] for row in heatmap["error_rate"]], dtype=float)
-    figure, axis = _figure((7, 4))
+    figure, axis = new_figure((7, 4))
     image = axis.imshow(grid, cmap="Reds", aspect="auto")
     axis.set_yticks(range(len(heatmap["rows"])), heatmap["rows"], fontsize=8)
     axis.set_xticks(range(len(heatmap["columns"])), heatmap["columns"], fontsize=8, rotation=20)
@@ -204,12 +186,12 @@ def _heatmap(heatmap: dict) -> bytes:
         if not np.isnan(value):
             axis.text(j, i, f"{value:.1%}", ha="center", va="center", fontsize=8)
     figure.colorbar(image, label="error rate")
-    return _png(figure)
+    return png(figure, dpi=80)
 
 
 def _effects_chart(effects: dict) -> bytes:
     names = list(effects)
-    figure, axis = _figure((6, 0.5 * len(names) + 1.2))
+    figure, axis = new_figure((6, 0.5 * len(names) + 1.2))
     for position, name in enumerate(names):
         low, high = effects[name]["interval"]
         axis.errorbar(effects[name]["average_effect"], position, xerr=[[effects[name]["average_effect"] - low], [high - effects[name]["average_effect"]]],
@@ -217,13 +199,13 @@ def _effects_chart(effects: dict) -> bytes:
     axis.axvline(0, color="grey", linewidth=1)
     axis.set_yticks(range(len(names)), names)
     axis.set_xlabel("average effect on the outcome (with its interval)")
-    return _png(figure)
+    return png(figure, dpi=80)
 
 
 def _cohort_chart(result: dict, metric: str) -> bytes:
     cohorts = list(result["cohorts"])
-    figure, axis = _figure((6, 3))
+    figure, axis = new_figure((6, 3))
     axis.bar(cohorts, [result["cohorts"][c][metric] for c in cohorts], color="#2f6db5")
     axis.set_ylabel(metric)
     axis.set_xlabel(result["feature"])
-    return _png(figure)
+    return png(figure, dpi=80)

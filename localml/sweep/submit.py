@@ -7,7 +7,6 @@ hyperparameter the search space names.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -19,7 +18,6 @@ from localml.errors import LocalMLValidationError
 SUMMARY_PROPERTIES = ("best_child_run_id", "best_score", "primary_metric")
 _SEARCH_SPACE_PLACEHOLDER = re.compile(r"\$\{\{\s*search_space\.([A-Za-z0-9_]+)\s*\}\}")
 _PLACEHOLDER = re.compile(r"\$\{\{\s*(?:inputs|search_space)\.([A-Za-z0-9_]+)\s*\}\}")
-DRIVER_CONFIG = "sweep.json"
 DEFAULT_MAX_TRIALS = 20
 
 
@@ -106,20 +104,6 @@ def trial_template(job):
         compute=job.compute,
         experiment_name=job.experiment_name,
         name=f"{job.name}_template",
-    )._to_job()
-
-
-def driver_command(job, staging: Path, config: dict):
-    """The command the sweep's own process runs: localml's sweep driver with ``config``."""
-    folder = staging / "sweep"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / DRIVER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
-    return command(
-        name=job.name,
-        code=str(folder),
-        command=f"python -m localml.sweep.driver --config {DRIVER_CONFIG}",
-        environment="AzureML-sweep@latest",
-        experiment_name=job.experiment_name,
     )._to_job()
 
 
