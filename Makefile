@@ -1,12 +1,12 @@
 # Two commands on a fresh machine (Python 3.11+ and pip only):
 #   make demo   set up .venv and run the baseline flow (AutoML) on the bundled diabetes sample, on localml
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv (and Chromium, which checks the RAI dashboard renders) and run the test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,22 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/amlflows run baseline
 
-test: $(STAMP)
+# the tests open the Responsible AI dashboard in a headless Chromium: Debian's package, installed if missing
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { \
+		echo "The tests need Chromium: install it (apt-get install chromium) and run make test again." >&2; exit 1; }
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_baseline.py
 	$(BIN)/python benchmarks/bench_environments.py
+	$(BIN)/python benchmarks/bench_rai.py
 
 clean:
 	rm -rf .localml

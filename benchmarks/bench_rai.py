@@ -39,7 +39,10 @@ def setup(root: Path):
     train = pd.read_csv(DATA / "train" / "diabetes.csv")
     X = train.drop(columns=TARGET)
     model = LGBMClassifier(n_estimators=100, verbose=-1).fit(X, train[TARGET])
-    mlflow.sklearn.save_model(model, str(root / "model"), signature=infer_signature(X.head(), model.predict(X.head())))
+    mlflow.sklearn.save_model(
+        model, str(root / "model"), serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        signature=infer_signature(X.head(), model.predict(X.head())),
+    )
     registered = client.models.create_or_update(Model(name="bench-rai", path=str(root / "model"), type="mlflow_model"))
     data = {split: client.data.create_or_update(Data(name=f"bench-rai-{split}", path=str(DATA / split), type="mltable")) for split in ("train", "test")}
     return client, f"azureml:{registered.name}:{registered.version}", data
