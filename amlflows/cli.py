@@ -7,6 +7,7 @@
     amlflows run refine --hyperparameters learning_rate=0.05   # AutoML's best model, retrained with a change
     amlflows run rai_review                             # the baseline model's Responsible AI review and verdict
     amlflows run rai_review --thresholds '{"primary_metric": "AUC_weighted", "primary_metric_threshold": 0.9}'
+    amlflows run monitor --data azureml:diabetes:2      # drift of a new data version; an event when it drifted
     amlflows run tune                                   # a sweep over the training script's hyperparameters
     amlflows run tune --sampling-algorithm grid --early-termination none \
         --search-space 'learning_rate={"type": "choice", "values": [0.05, 0.1, 0.2]}'
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows.baseline import BaselineParameters, baseline
+from flows.monitor import MonitorParameters, monitor
 from flows.rai_review import RAIReviewParameters, rai_review
 from flows.refine import RefineParameters, refine
 from flows.train import TrainParameters, train
@@ -43,6 +45,7 @@ FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
     "refine": (refine, RefineParameters),
     "tune": (tune, TuneParameters),
     "rai_review": (rai_review, RAIReviewParameters),
+    "monitor": (monitor, MonitorParameters),
 }
 #: ``--<option> none`` of an optional nested setting (an option left out keeps its default)
 _NONE = object()

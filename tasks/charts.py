@@ -112,3 +112,16 @@ def _number(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def drift_chart(features: list[tuple[str, float, bool]], psi_threshold: float) -> bytes:
+    """Each feature's PSI as a bar (drifted ones in red) against the threshold."""
+    names = [name for name, _, _ in features][::-1]
+    values = [value for _, value, _ in features][::-1]
+    colours = ["#c0392b" if drifted else "#2f6db5" for _, _, drifted in features][::-1]
+    figure, axes = new_figure((7, 0.4 * len(names) + 1.5))
+    axes.barh(names, values, color=colours)
+    axes.axvline(psi_threshold, color="#555555", linestyle="--", label=f"PSI threshold {psi_threshold:g}")
+    axes.set(xlabel="population stability index (current against reference)", title="Drift by feature (red: drifted)")
+    axes.legend(loc="lower right")
+    return png(figure)

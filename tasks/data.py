@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
 from localml.hashing import content_hash
+from localml.references import parse_asset_reference
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client
 
@@ -60,11 +61,9 @@ def register_data(workspace: str, spec: DataSpec) -> DataRef:
     logger = get_run_logger()
     client = get_client(workspace)
     if spec.path.startswith("azureml:") and not spec.path.startswith("azureml://"):
-        name, _, version = spec.path[len("azureml:"):].partition(":")
-        name, _, label = name.partition("@")
-        asset = client.data.get(name, version=version or None, label=label or None)
-        logger.info("Using data asset %s:%s", asset.name, asset.version)
-        return DataRef(name=asset.name, version=asset.version, type=str(asset.type))
+        data = _asset_version(client, spec.path)
+        logger.info("Using data asset %s", data.reference)
+        return data
     local = Path(spec.path).expanduser()
     if not local.exists():
         raise FileNotFoundError(f"Data path '{spec.path}' does not exist (looked in {Path.cwd()}). Fix the path.")
@@ -76,3 +75,46 @@ def register_data(workspace: str, spec: DataSpec) -> DataRef:
     asset = client.data.create_or_update(spec.to_data(digest))
     logger.info("Registered data asset %s:%s", asset.name, asset.version)
     return DataRef(name=asset.name, version=asset.version, type=spec.type)
+
+
+@task(name="resolve_data", **TRANSIENT_RETRIES)
+def resolve_data(workspace: str, reference: str) -> DataRef:
+    """The registered version ``azureml:<name>:<version>`` or ``azureml:<name>@latest`` names now.
+
+    Example:
+        ```python
+        resolve_data("local", "azureml:diabetes@latest").reference   # "azureml:diabetes:2"
+        ```
+    """
+    return _asset_version(get_client(workspace), reference)
+
+
+def _asset_version(client: Any, reference: str) -> DataRef:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    parsed = parse_asset_reference(reference)
+    if parsed is None:
+        raise ValueError(f"'{reference}' is not a data asset reference: use azureml:<name>:<version> or azureml:<name>@latest.")
+    try:
+        asset = client.data.get(parsed.name, version=parsed.version, label=parsed.label)
+    except ResourceNotFoundError as error:
+        raise ValueError(f"Data asset {reference} is not registered ({error}). Register it first, or fix the name.") from None
+    return DataRef(name=asset.name, version=asset.version, type=str(asset.type))
+
+
+def read_table(client: Any, source: str) -> Any:
+    """The rows of a local MLTable folder, or (on localml) of an ``azureml:<name>:<version>`` / ``@latest`` asset.
+
+    On Azure, reading an asset needs Azure's ``mltable`` package and credentials in this process, so the flows
+    that read rows themselves (reviews, drift) take local folders there and register them.
+    """
+    from localml import LocalMLClient
+    from localml.mltable import load_mltable
+
+    if source.startswith("azureml:"):
+        if not isinstance(client, LocalMLClient):
+            raise ValueError(f"'{source}': on Azure, give the data as a local MLTable folder; it is registered for you.")
+        return client.data.to_dataframe(source)
+    if not (Path(source) / "MLTable").is_file():
+        raise ValueError(f"'{source}' is not an MLTable folder (no MLTable file there; looked in {Path.cwd()}).")
+    return load_mltable(source)

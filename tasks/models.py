@@ -36,6 +36,7 @@ class ModelRef(BaseModel):
     version: str
     type: str
     job_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
     @property
     def reference(self) -> str:
@@ -85,7 +86,9 @@ def resolve_model(workspace: str, reference: str) -> ModelRef:
         model = get_client(workspace).models.get(parsed.name, version=parsed.version, label=parsed.label)
     except ResourceNotFoundError as error:
         raise ValueError(f"Model {reference} is not registered in workspace '{workspace}' ({error}).") from None
-    return ModelRef(name=model.name, version=model.version, type=str(model.type), job_name=getattr(model, "job_name", None))
+    return ModelRef(
+        name=model.name, version=model.version, type=str(model.type), job_name=getattr(model, "job_name", None), tags=dict(model.tags or {})
+    )
 
 
 @task(name="tag_model_version", **TRANSIENT_RETRIES)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from localml.rai.scorecard import Thresholds, judged_insights, scorecard
 from localml.references import parse_asset_reference
+from tasks.data import read_table
 from tasks.jobs import InputSpec, JobSpec
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client
@@ -297,17 +298,4 @@ def _load_review(
     client = get_client(workspace)
     client.models.download(reference.name, reference.version, download_path=str(folder))
     model_folder = next(p.parent for p in (folder / reference.name).rglob("MLmodel"))
-    return build_review(model_folder, _table(client, data.train), _table(client, data.test), target, task_type, categorical, max_test_rows)
-
-
-def _table(client: Any, source: str) -> Any:
-    from localml import LocalMLClient
-    from localml.mltable import load_mltable
-
-    if source.startswith("azureml:"):
-        if not isinstance(client, LocalMLClient):
-            raise ValueError(f"'{source}': on Azure, give the review's data as local MLTable folders; they are registered for you.")
-        return client.data.to_dataframe(source)
-    if not (Path(source) / "MLTable").is_file():
-        raise ValueError(f"'{source}' is not an MLTable folder (no MLTable file there; looked in {Path.cwd()}).")
-    return load_mltable(source)
+    return build_review(model_folder, read_table(client, data.train), read_table(client, data.test), target, task_type, categorical, max_test_rows)

@@ -15,6 +15,8 @@ from prefect.artifacts import (
 )
 
 from tasks.automl import AutoMLSummary, Trial
+from tasks.charts import drift_chart
+from tasks.drift import DriftReport
 from tasks.evaluation import ModelComparison
 from tasks.rai import ReviewVerdict
 from tasks.sweep import SweepResult
@@ -246,4 +248,44 @@ def publish_review_report(verdict: ReviewVerdict, model_reference: str, job_name
     )
     create_markdown_artifact(markdown=markdown, key="rai-review", description=f"Responsible AI review of {model_reference}")
     create_link_artifact(link=dashboard_uri, link_text=f"Responsible AI dashboard of {model_reference}", key="rai-dashboard")
+    return markdown
+
+
+@task(name="publish_drift_report")
+def publish_drift_report(report: DriftReport, share_threshold: float, event_id: str | None) -> str:
+    """Artifacts of a drift check: the verdict, each feature's test, p-value and PSI, and a picture of the PSIs.
+
+    Example:
+        ```python
+        publish_drift_report(report, 0.1, event_id)
+        ```
+    """
+    verdict = (
+        f"**drift**: {len(report.drifted)} of {len(report.features)} features drifted ({', '.join(report.drifted)}); "
+        f"the event was emitted ({event_id})" if event_id else
+        f"no drift to act on: {len(report.drifted)} of {len(report.features)} features drifted"
+    )
+    markdown = (
+        f"# Drift of `{report.current}` against `{report.reference}`\n\n"
+        f"{verdict}  \n"
+        f"**Drift share:** {report.drift_share:.3f} (the event is emitted from {share_threshold:g})  \n"
+        f"**Rows:** {report.reference_rows} reference, {report.current_rows} current  \n"
+        f"**A feature drifts when** its test's p-value is below {report.p_value:g} and its PSI is at least {report.psi_threshold:g}\n\n"
+        "| feature | test | statistic | p-value | PSI | mean (reference -> current) | drifted |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(
+            f"| {f.feature} | {f.test} | {f.statistic:.4f} | {f.p_value:.3g} | {f.psi:.4f} | "
+            + (f"{f.reference_mean:.4g} -> {f.current_mean:.4g}" if f.reference_mean is not None else "")
+            + f" | {'**yes**' if f.drifted else 'no'} |"
+            for f in report.features
+        )
+        + "\n"
+    )
+    create_markdown_artifact(markdown=markdown, key="drift-report", description=f"Drift of {report.current}")
+    create_table_artifact(
+        table=[f.model_dump() for f in report.features], key="drift-features", description="Each feature's test and PSI"
+    )
+    chart = drift_chart([(f.feature, f.psi, f.drifted) for f in report.features], report.psi_threshold)
+    create_image_artifact(
+        image_url=f"data:image/png;base64,{base64.b64encode(chart).decode()}", key="drift-chart", description="PSI by feature"
+    )
     return markdown
