@@ -14,6 +14,7 @@ import numpy as np
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
+from localml.automl.metrics import LOWER_IS_BETTER
 from localml.automl.settings import MINIMIZED_METRICS
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import download_run_artifact
@@ -145,3 +146,40 @@ def registration_decision(comparison: ModelComparison, rule: RegistrationRule, t
     margin = f" (tolerance {tolerance:g})" if tolerance else ""
     verdict = "registered" if passes else "not registered"
     return passes, f"{verdict}: the rule asks for a model {wanted} the AutoML best{margin}; {figures}"
+
+
+class RetrainResult(BaseModel):
+    """What a retraining decided, and on which numbers."""
+
+    data: str
+    reason: str
+    candidate: str
+    review_passed: bool
+    metric: str
+    candidate_score: float = Field(description="The candidate's primary metric on the review's test rows")
+    champion_before: str | None
+    champion_score: float | None = Field(description="The champion's, on the same rows")
+    promoted: bool
+    champion_after: str | None
+    decision: str
+    event: dict = Field(default_factory=dict, description="The payload of the event that started the run")
+
+
+@task(name="promotion_decision")
+def promotion_decision(review_passed: bool, reasons: list[str], metric: str, candidate: float, champion: str | None, champion_score: float | None) -> tuple[bool, str]:
+    """Promote only a candidate that passed the gate and beats the champion (strictly) on ``metric``.
+
+    Example:
+        ```python
+        promote, why = promotion_decision(True, [], "AUC_weighted", 0.97, "azureml:diabetes-baseline:1", 0.95)
+        ```
+    """
+    if not review_passed:
+        return False, f"not promoted: the candidate failed the review ({'; '.join(reasons)})"
+    if champion is None:
+        return True, f"promoted: it passed the review ({metric} {candidate:.4f}) and there was no champion"
+    better = candidate < champion_score if metric in LOWER_IS_BETTER else candidate > champion_score
+    comparison = f"{metric} {candidate:.4f} against the champion {champion}'s {champion_score:.4f} on the same test rows"
+    return (True, f"promoted: it passed the review and beats the champion: {comparison}") if better else (
+        False, f"not promoted: it passed the review but does not beat the champion: {comparison}"
+    )

@@ -16,6 +16,10 @@ from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, workspace_identity
 
 
+#: The tag (``champion=true``) that marks the version in service; ``azureml:<name>@champion`` names it.
+CHAMPION = "champion"
+
+
 class ModelSpec(BaseModel):
     name: str = Field(description="Model name")
     path: str = Field(description="azureml://jobs/<job>/outputs/artifacts/paths/<dir>, runs:/<run>/<path>, or a local folder")
@@ -77,13 +81,22 @@ def resolve_model(workspace: str, reference: str) -> ModelRef:
         ```python
         model = resolve_model("local", "azureml:diabetes-baseline@latest")
         model.reference   # "azureml:diabetes-baseline:3"
+        resolve_model("local", "azureml:diabetes-baseline@champion")   # the version tagged champion=true
         ```
     """
     parsed = parse_asset_reference(reference, require_prefix=False)
     if parsed is None:
-        raise ValueError(f"'{reference}' is not a model reference: use azureml:<name>:<version> or azureml:<name>@latest.")
+        raise ValueError(
+            f"'{reference}' is not a model reference: use azureml:<name>:<version>, azureml:<name>@latest or azureml:<name>@{CHAMPION}."
+        )
+    client = get_client(workspace)
     try:
-        model = get_client(workspace).models.get(parsed.name, version=parsed.version, label=parsed.label)
+        if parsed.label == CHAMPION:
+            model = _champion(client, parsed.name)
+            if model is None:
+                raise ValueError(f"Model {parsed.name} has no version tagged {CHAMPION}: run the retrain flow, or name a version.")
+        else:
+            model = client.models.get(parsed.name, version=parsed.version, label=parsed.label)
     except ResourceNotFoundError as error:
         raise ValueError(f"Model {reference} is not registered in workspace '{workspace}' ({error}).") from None
     return ModelRef(
@@ -106,3 +119,48 @@ def tag_model_version(workspace: str, model: ModelRef, tags: dict[str, str]) -> 
     updated = client.models.create_or_update(entity)
     get_run_logger().info("Tagged model %s:%s with %s", model.name, model.version, ", ".join(sorted(tags)))
     return dict(updated.tags or {})
+
+
+@task(name="find_champion", **TRANSIENT_RETRIES)
+def find_champion(workspace: str, name: str) -> ModelRef | None:
+    """The version of ``name`` tagged ``champion=true``, or None when there is none (or no such model).
+
+    Example:
+        ```python
+        champion = find_champion("local", "diabetes-baseline")
+        ```
+    """
+    model = _champion(get_client(workspace), name)
+    if model is None:
+        return None
+    return ModelRef(name=model.name, version=model.version, type=str(model.type), job_name=getattr(model, "job_name", None), tags=dict(model.tags or {}))
+
+
+@task(name="promote_model", **TRANSIENT_RETRIES)
+def promote_model(workspace: str, candidate: ModelRef, previous: ModelRef | None, tags: dict[str, str]) -> ModelRef:
+    """Tag ``candidate`` as the champion (with ``tags`` saying why) and take the tag off ``previous``.
+
+    Example:
+        ```python
+        promote_model("local", candidate, champion, {"promoted_because": "AUC 0.97 > 0.95"})
+        ```
+    """
+    client = get_client(workspace)
+    if previous is not None:
+        entity = client.models.get(previous.name, version=previous.version)
+        entity.tags = {**(entity.tags or {}), CHAMPION: "false", "replaced_by": candidate.reference}
+        client.models.create_or_update(entity)
+    entity = client.models.get(candidate.name, version=candidate.version)
+    entity.tags = {**(entity.tags or {}), **tags, CHAMPION: "true"}
+    updated = client.models.create_or_update(entity)
+    get_run_logger().info("%s is the champion now%s", candidate.reference, f" (was {previous.reference})" if previous else "")
+    return candidate.model_copy(update={"tags": dict(updated.tags or {})})
+
+
+def _champion(client: Any, name: str) -> Any | None:
+    try:
+        versions = list(client.models.list(name=name))
+    except ResourceNotFoundError:
+        return None
+    champions = [m for m in versions if (m.tags or {}).get(CHAMPION) == "true"]
+    return champions[-1] if champions else None

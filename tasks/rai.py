@@ -279,6 +279,14 @@ def apply_scorecard(insights: dict[str, Any], thresholds: Thresholds) -> ReviewV
     return verdict
 
 
+def review_score(checks: list[dict[str, Any]], metric: str) -> float:
+    """The value of ``metric`` a verdict checked."""
+    found = [c["value"] for c in checks if c["key"] == metric]
+    if not found:
+        raise ValueError(f"The review did not check {metric}: set thresholds.primary_metric_threshold so models can be compared.")
+    return found[0]
+
+
 def write_dashboard(insights: dict[str, Any], verdict: ReviewVerdict, title: str, folder: Path) -> Path:
     """The review's dashboard page with the verdict on it, and the insights with the verdict beside it."""
     from localml.rai import dashboard

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from prefect.artifacts import (
 from tasks.automl import AutoMLSummary, Trial
 from tasks.charts import drift_chart
 from tasks.drift import DriftReport
-from tasks.evaluation import ModelComparison
+from tasks.evaluation import ModelComparison, RetrainResult
 from tasks.rai import ReviewVerdict
 from tasks.sweep import SweepResult
 
@@ -288,4 +289,27 @@ def publish_drift_report(report: DriftReport, share_threshold: float, event_id: 
     create_image_artifact(
         image_url=f"data:image/png;base64,{base64.b64encode(chart).decode()}", key="drift-chart", description="PSI by feature"
     )
+    return markdown
+
+
+@task(name="publish_retrain_report")
+def publish_retrain_report(result: RetrainResult) -> str:
+    """The retraining's decision as a markdown artifact: the candidate, the champion before and after, the numbers.
+
+    Example:
+        ```python
+        publish_retrain_report(result)
+        ```
+    """
+    metric = result.metric
+    markdown = (
+        f"# Retraining on `{result.data}` ({result.reason})\n\n"
+        f"**Decision:** {result.decision}  \n"
+        f"**Candidate:** `{result.candidate}`, review {'passed' if result.review_passed else 'FAILED'}, {metric} {result.candidate_score:.4f}  \n"
+        f"**Champion before:** `{result.champion_before or 'none'}`"
+        + (f", {metric} {result.champion_score:.4f}" if result.champion_score is not None else "")
+        + f"  \n**Champion now:** `{result.champion_after or 'none'}` (tagged `champion=true`)\n"
+        + (f"\n**Started by the event:** `{json.dumps(result.event, default=str)[:800]}`\n" if result.event else "")
+    )
+    create_markdown_artifact(markdown=markdown, key="retrain-decision", description=f"Retraining on {result.data}")
     return markdown

@@ -1,0 +1,98 @@
+"""The ``retrain`` flow: a new candidate model from a data version, reviewed, and promoted to champion
+only when it passes the review's gate and beats the champion on the same test rows.
+
+    data version -> baseline (AutoML) -> candidate registered -> rai_review (gate) -> the champion reviewed
+    the same way -> promote (tag champion=true) or keep the champion, with the reason -> decision report
+
+It starts by hand, on a schedule, or from the drift event the ``monitor`` flow emits; the reason and
+the event's payload are parameters, and stay on the candidate's tags.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from prefect import flow
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.baseline import BaselineParameters, baseline
+from flows.rai_review import DIABETES_THRESHOLDS, RAIReviewParameters, rai_review
+from localml.rai.scorecard import Thresholds
+from tasks.data import resolve_data
+from tasks.evaluation import RetrainResult, promotion_decision
+from tasks.models import find_champion, promote_model, resolve_model, tag_model_version
+from tasks.rai import INSIGHTS, Insight, review_score
+from tasks.reports import publish_retrain_report
+
+
+class RetrainParameters(BaseModel):
+    """Parameters of the ``retrain`` flow; the defaults retrain the diabetes model on the newest data version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: str = Field("local", description="'local', 'local:<folder>', 'azure', or an AzureMLWorkspace block name")
+    data: str = Field("azureml:diabetes@latest", description="The data version to train on: azureml:<name>:<version> or @latest")
+    reason: Literal["manual", "schedule", "event"] = Field("manual", description="Why this run started")
+    event: dict[str, Any] = Field(default_factory=dict, description="The triggering event's payload (drift figures), when reason is event")
+    model_name: str = Field("diabetes-baseline", description="The model the candidate is a version of; its champion is tagged champion=true")
+    target_column: str = Field("Diabetic", description="The column to predict")
+    timeout_minutes: float = Field(2, gt=0, description="AutoML's time budget")
+    max_trials: int | None = Field(None, ge=1, description="AutoML stops after this many trials")
+    allowed_algorithms: list[str] = Field(default_factory=list, description="Azure algorithm names AutoML may use")
+    review_train_data: str = Field("examples/data/diabetes-rai/train", description="The review's train rows (MLTable folder)")
+    review_test_data: str = Field("examples/data/diabetes-rai/test", description="The review's test rows: candidate and champion are scored on these")
+    insights: list[Insight] = Field(default_factory=lambda: list(INSIGHTS), min_length=1, description="The review's insights")
+    thresholds: Thresholds = Field(default_factory=lambda: DIABETES_THRESHOLDS, description="The review's gate (the scorecard)")
+    compute: str = Field("cpu-cluster", description="Compute cluster (created if missing); 'local' for none")
+    experiment_name: str = Field("diabetes-retrain", description="MLflow / Azure ML experiment of the AutoML job")
+
+    def review(self, model: str) -> RAIReviewParameters:
+        return RAIReviewParameters(
+            workspace=self.workspace, model=model, train_data=self.review_train_data, test_data=self.review_test_data,
+            target_column=self.target_column, insights=self.insights, thresholds=self.thresholds, compute=self.compute,
+            treatment_features=["BMI"] if "causal" in self.insights else [],
+        )
+
+
+
+
+@flow(name="retrain")
+def retrain(params: RetrainParameters | None = None) -> RetrainResult:
+    """Train a candidate on a data version, review it, and promote it only if it passes and beats the champion."""
+    params = params or RetrainParameters()
+    workspace = params.workspace
+    data = resolve_data(workspace, params.data)  # an unknown data version stops here: nothing trained, nothing changed
+    champion = find_champion(workspace, params.model_name)
+    trained = baseline(BaselineParameters(
+        workspace=workspace, data=data.reference, target_column=params.target_column, timeout_minutes=params.timeout_minutes,
+        max_trials=params.max_trials, allowed_algorithms=params.allowed_algorithms, compute=params.compute,
+        experiment_name=params.experiment_name, model_name=params.model_name,
+    ))
+    candidate = resolve_model(workspace, trained.model)
+    review = rai_review(params.review(candidate.reference))
+    metric = params.thresholds.primary_metric
+    candidate_score = review_score(review.checks, metric)
+    if champion is not None and champion.reference == candidate.reference:
+        promote, champion_score = False, candidate_score
+        decision = f"unchanged: {candidate.reference} is the champion already (the same data and settings trained it)"
+    else:
+        champion_score = review_score(rai_review(params.review(champion.reference)).checks, metric) if champion else None
+        promote, decision = promotion_decision(
+            review.passed, review.reasons, metric, candidate_score, champion.reference if champion else None, champion_score
+        )
+    if promote:
+        promote_model(workspace, candidate, champion, {"promoted_because": decision[:500]})
+    champion_after = candidate.reference if promote else (champion.reference if champion else None)
+    tag_model_version(workspace, candidate, {
+        "retrain_reason": params.reason, "retrain_data": data.reference, "retrain_decision": decision[:500],
+        **({"retrain_event": json.dumps(params.event, sort_keys=True, default=str)[:1000]} if params.event else {}),
+    })
+    result = RetrainResult(
+        data=data.reference, reason=params.reason, candidate=candidate.reference, review_passed=review.passed,
+        metric=metric, candidate_score=candidate_score, champion_before=champion.reference if champion else None,
+        champion_score=champion_score, promoted=promote, champion_after=champion_after, decision=decision, event=params.event,
+    )
+    publish_retrain_report(result)
+    return result
+
