@@ -12,6 +12,9 @@
     amlflows run tune --sampling-algorithm grid --early-termination none \
         --search-space 'learning_rate={"type": "choice", "values": [0.05, 0.1, 0.2]}'
 
+    amlflows up                                         # Prefect server, work pool, deployments, worker, MLflow UI
+    amlflows down
+
 Each flow's options are generated from its parameter model, so ``amlflows run
 train --help`` lists exactly what the Prefect UI's form shows.
 """
@@ -109,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="amlflows", description="Prefect flows for the Azure ML model lifecycle, on Azure or on localml."
     )
     commands = parser.add_subparsers(dest="_command", required=True)
+    commands.add_parser("up", help="start the local stack: Prefect server, work pool, every deployment, a worker, the MLflow UI")
+    commands.add_parser("down", help="stop what `amlflows up` started")
     run = commands.add_parser("run", help="run a flow now, in this process")
     flows = run.add_subparsers(dest="_flow", required=True, metavar="FLOW")
     for name, (flow_function, model) in FLOWS.items():
@@ -148,10 +153,16 @@ def run_flow(name: str, options: dict[str, Any]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
-    command, flow = args.pop("_command"), args.pop("_flow")
-    if command == "run":
-        return run_flow(flow, args)
-    return 2
+    command = args.pop("_command")
+    if command == "up":
+        from amlflows.stack import up
+
+        return up()
+    if command == "down":
+        from amlflows.stack import down
+
+        return down()
+    return run_flow(args.pop("_flow"), args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,13 @@ def write_version(folder, frame: pd.DataFrame):
 
 
 @pytest.fixture
+def started():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+@pytest.fixture
 def versions(workspace_root, tmp_path):
     """diabetes:1 (the model's training data), :2 PlasmaGlucose shifted, :3 a resample, :4 without BMI; a model tagged with :1."""
     from azure.ai.ml.entities import Data, Model
@@ -45,27 +52,30 @@ def versions(workspace_root, tmp_path):
     return client
 
 
-def drift_events(reference: str, timeout: float = 30.0) -> list:
-    """The drift events about ``reference`` the Prefect server has stored (events arrive asynchronously)."""
+def drift_events(reference: str, since, timeout: float = 30.0) -> list:
+    """The drift events about ``reference`` the Prefect server has stored since ``since`` (the session's server
+    keeps other tests' events; events arrive asynchronously)."""
     from prefect.client.orchestration import get_client as prefect_client
-    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 
     deadline = time.monotonic() + timeout
     with prefect_client(sync_client=True) as client:
         while True:
-            page = client.read_events(filter=EventFilter(event=EventNameFilter(name=[DRIFT_EVENT])), limit=50)
+            page = client.read_events(
+                filter=EventFilter(event=EventNameFilter(name=[DRIFT_EVENT]), occurred=EventOccurredFilter(since=since)), limit=50
+            )
             found = [e for e in page.events if e.resource.get("amlflows.data.reference") == reference]
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.5)
 
 
-def test_drifted_data_emits_the_event_with_its_data_version_and_figures(versions):
+def test_drifted_data_emits_the_event_with_its_data_version_and_figures(versions, started):
     result = monitor(MonitorParameters(data="azureml:diabetes:2"))
     assert result.drift_detected and result.drifted_features == ["PlasmaGlucose"] and result.event_id
     assert result.reference == "azureml:diabetes:1" and result.model == "azureml:diabetes-baseline:1"
 
-    (event,) = drift_events("azureml:diabetes:2")
+    (event,) = drift_events("azureml:diabetes:2", started)
     assert str(event.id) == result.event_id and event.resource.id == "azureml.data.diabetes"
     assert event.resource["amlflows.workspace"] == "local"
     assert event.payload["drift_share"] == pytest.approx(1 / 8) and list(event.payload["drifted_features"]) == ["PlasmaGlucose"]
@@ -75,16 +85,16 @@ def test_drifted_data_emits_the_event_with_its_data_version_and_figures(versions
     assert Artifact.get("drift-chart").data.startswith("data:image/png;base64,")
 
 
-def test_data_that_has_not_drifted_emits_nothing(versions):
+def test_data_that_has_not_drifted_emits_nothing(versions, started):
     result = monitor(MonitorParameters(data="azureml:diabetes:3"))
     assert not result.drift_detected and result.drifted_features == [] and result.event_id is None
-    assert drift_events("azureml:diabetes:3", timeout=3) == []
+    assert drift_events("azureml:diabetes:3", started, timeout=3) == []
     assert "no drift to act on" in Artifact.get("drift-report").data
 
 
-def test_data_that_does_not_match_the_reference_and_unknown_data_are_refused(versions):
+def test_data_that_does_not_match_the_reference_and_unknown_data_are_refused(versions, started):
     with pytest.raises(ValueError, match=r"columns do not match the reference's: missing \['BMI'\]"):
         monitor(MonitorParameters(data="azureml:diabetes:4"))
     with pytest.raises(ValueError, match="Data asset azureml:diabetes-new@latest is not registered"):
         monitor(MonitorParameters(data="azureml:diabetes-new@latest"))
-    assert drift_events("azureml:diabetes:4", timeout=2) == []
+    assert drift_events("azureml:diabetes:4", started, timeout=2) == []
