@@ -118,6 +118,7 @@ def main() -> None:
 
     event_to_run = (retrained.start_time - monitored.end_time).total_seconds()
     print(f"\ndrift -> decision: {total:.1f} s (monitor run submitted -> retrain run finished)")
+    print(f"  monitor run waits to start  {(monitored.start_time - monitored.created).total_seconds():6.1f} s (worker poll, process start)")
     print(f"  monitor flow run            {seconds(monitored):6.1f} s")
     print(f"  event -> retrain run starts {event_to_run:6.1f} s (automation, scheduling, worker poll, process start)")
     print(f"  retrain flow run            {seconds(retrained):6.1f} s")
