@@ -8,6 +8,7 @@
     amlflows run rai_review                             # the baseline model's Responsible AI review and verdict
     amlflows run rai_review --thresholds '{"primary_metric": "AUC_weighted", "primary_metric_threshold": 0.9}'
     amlflows run monitor --data azureml:diabetes:2      # drift of a new data version; an event when it drifted
+    amlflows run retrain --data azureml:diabetes:2 --tune   # a candidate (AutoML, and a sweep), reviewed, maybe promoted
     amlflows run tune                                   # a sweep over the training script's hyperparameters
     amlflows run tune --sampling-algorithm grid --early-termination none \
         --search-space 'learning_rate={"type": "choice", "values": [0.05, 0.1, 0.2]}'
@@ -39,6 +40,7 @@ from flows.baseline import BaselineParameters, baseline
 from flows.monitor import MonitorParameters, monitor
 from flows.rai_review import RAIReviewParameters, rai_review
 from flows.refine import RefineParameters, refine
+from flows.retrain import RetrainParameters, retrain
 from flows.train import TrainParameters, train
 from flows.tune import TuneParameters, tune
 
@@ -49,6 +51,7 @@ FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
     "tune": (tune, TuneParameters),
     "rai_review": (rai_review, RAIReviewParameters),
     "monitor": (monitor, MonitorParameters),
+    "retrain": (retrain, RetrainParameters),
 }
 #: ``--<option> none`` of an optional nested setting (an option left out keeps its default)
 _NONE = object()

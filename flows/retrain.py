@@ -1,8 +1,9 @@
 """The ``retrain`` flow: a new candidate model from a data version, reviewed, and promoted to champion
 only when it passes the review's gate and beats the champion on the same test rows.
 
-    data version -> baseline (AutoML) -> candidate registered -> rai_review (gate) -> the champion reviewed
-    the same way -> promote (tag champion=true) or keep the champion, with the reason -> decision report
+    data version -> baseline (AutoML) [and tune (a sweep)] -> rai_review of each (gate) -> the better one is
+    the candidate -> the champion reviewed the same way -> promote (tag champion=true) or keep the champion,
+    with the reason -> decision report
 
 It starts by hand, on a schedule, or from the drift event the ``monitor`` flow emits; the reason and
 the event's payload are parameters, and stay on the candidate's tags.
@@ -17,10 +18,11 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.baseline import BaselineParameters, baseline
+from flows.tune import TuneParameters, tune
 from flows.rai_review import DIABETES_THRESHOLDS, RAIReviewParameters, rai_review
 from localml.rai.scorecard import Thresholds
 from tasks.data import resolve_data
-from tasks.evaluation import RetrainResult, promotion_decision
+from tasks.evaluation import RetrainResult, best_candidate, promotion_decision
 from tasks.models import find_champion, promote_model, resolve_model, tag_model_version
 from tasks.rai import INSIGHTS, Insight, review_score
 from tasks.reports import publish_retrain_report
@@ -38,6 +40,8 @@ class RetrainParameters(BaseModel):
     model_name: str = Field("diabetes-baseline", description="The model the candidate is a version of; its champion is tagged champion=true")
     target_column: str = Field("Diabetic", description="The column to predict")
     timeout_minutes: float = Field(2, gt=0, description="AutoML's time budget")
+    tune: bool = Field(False, description="Also tune the training script with a sweep on the data; the better reviewed model is the candidate")
+    tune_trials: int = Field(6, ge=1, description="Sweep trials, when tune is on")
     max_trials: int | None = Field(None, ge=1, description="AutoML stops after this many trials")
     allowed_algorithms: list[str] = Field(default_factory=list, description="Azure algorithm names AutoML may use")
     review_train_data: str = Field("examples/data/diabetes-rai/train", description="The review's train rows (MLTable folder)")
@@ -69,10 +73,18 @@ def retrain(params: RetrainParameters | None = None) -> RetrainResult:
         max_trials=params.max_trials, allowed_algorithms=params.allowed_algorithms, compute=params.compute,
         experiment_name=params.experiment_name, model_name=params.model_name,
     ))
-    candidate = resolve_model(workspace, trained.model)
-    review = rai_review(params.review(candidate.reference))
+    models = [resolve_model(workspace, trained.model)]
+    if params.tune:
+        tuned = tune(TuneParameters(
+            workspace=workspace, data=data.reference, data_type="mltable", compute=params.compute,
+            max_total_trials=params.tune_trials, experiment_name=f"{params.experiment_name}-tune", model_name=params.model_name,
+        ))
+        models.append(resolve_model(workspace, tuned.model))
     metric = params.thresholds.primary_metric
-    candidate_score = review_score(review.checks, metric)
+    reviews = [rai_review(params.review(model.reference)) for model in models]
+    scores = [review_score(review.checks, metric) for review in reviews]
+    best = best_candidate([review.passed for review in reviews], scores, metric)
+    candidate, review, candidate_score = models[best], reviews[best], scores[best]
     if champion is not None and champion.reference == candidate.reference:
         promote, champion_score = False, candidate_score
         decision = f"unchanged: {candidate.reference} is the champion already (the same data and settings trained it)"
@@ -86,6 +98,7 @@ def retrain(params: RetrainParameters | None = None) -> RetrainResult:
     champion_after = candidate.reference if promote else (champion.reference if champion else None)
     tag_model_version(workspace, candidate, {
         "retrain_reason": params.reason, "retrain_data": data.reference, "retrain_decision": decision[:500],
+        "retrain_candidates": json.dumps({m.reference: round(score, 4) for m, score in zip(models, scores)}),
         **({"retrain_event": json.dumps(params.event, sort_keys=True, default=str)[:1000]} if params.event else {}),
     })
     result = RetrainResult(

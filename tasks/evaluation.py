@@ -183,3 +183,9 @@ def promotion_decision(review_passed: bool, reasons: list[str], metric: str, can
     return (True, f"promoted: it passed the review and beats the champion: {comparison}") if better else (
         False, f"not promoted: it passed the review but does not beat the champion: {comparison}"
     )
+
+
+def best_candidate(passed: list[bool], scores: list[float], metric: str) -> int:
+    """The index of the model to put forward: one that passed its review if any did, then the best ``metric``."""
+    sign = -1 if metric in LOWER_IS_BETTER else 1
+    return max(range(len(scores)), key=lambda i: (passed[i], sign * scores[i]))

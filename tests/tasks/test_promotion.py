@@ -7,7 +7,7 @@ import pytest
 from prefect.logging import disable_run_logger
 
 from localml import LocalMLClient
-from tasks.evaluation import promotion_decision
+from tasks.evaluation import best_candidate, promotion_decision
 from tasks.models import ModelRef, find_champion, promote_model, resolve_model
 
 
@@ -48,3 +48,10 @@ def test_the_champion_tag_moves_to_the_promoted_version_and_at_champion_names_it
     first, second = (client.models.get("clf", version=v).tags for v in ("1", "2"))
     assert first == {"round": "1", "promoted_because": "first", "champion": "false", "replaced_by": "azureml:clf:2"}
     assert second == {"round": "2", "promoted_because": "better", "champion": "true"}
+
+
+def test_the_candidate_put_forward_passed_its_review_and_scores_best():
+    assert best_candidate([True, True], [0.91, 0.95], "AUC_weighted") == 1
+    assert best_candidate([True, False], [0.91, 0.99], "AUC_weighted") == 0  # a failed review never goes forward first
+    assert best_candidate([True, True], [0.12, 0.10], "normalized_root_mean_squared_error") == 1
+    assert best_candidate([False, False], [0.80, 0.82], "AUC_weighted") == 1
