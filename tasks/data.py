@@ -105,15 +105,19 @@ def _asset_version(client: Any, reference: str) -> DataRef:
 def read_table(client: Any, source: str) -> Any:
     """The rows of a local MLTable folder, or (on localml) of an ``azureml:<name>:<version>`` / ``@latest`` asset.
 
-    On Azure, reading an asset needs Azure's ``mltable`` package and credentials in this process, so the flows
-    that read rows themselves (reviews, drift) take local folders there and register them.
+    On Azure, reading an asset needs Azure's ``mltable`` package and credentials in this process: a review takes
+    local folders there (and registers them); drift monitoring does not run on Azure yet.
     """
     from localml import LocalMLClient
     from localml.mltable import load_mltable
 
     if source.startswith("azureml:"):
         if not isinstance(client, LocalMLClient):
-            raise ValueError(f"'{source}': on Azure, give the data as a local MLTable folder; it is registered for you.")
+            raise ValueError(
+                f"'{source}': reading an Azure data asset in this process needs Azure's mltable package and "
+                "credentials, which amlflows does not set up yet. Give a local MLTable folder where the flow takes one "
+                "(rai_review's train and test data, registered for you); monitor reads assets on localml only, for now."
+            )
         return client.data.to_dataframe(source)
     if not (Path(source) / "MLTable").is_file():
         raise ValueError(f"'{source}' is not an MLTable folder (no MLTable file there; looked in {Path.cwd()}).")
