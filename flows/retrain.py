@@ -15,11 +15,11 @@ import json
 from typing import Any, Literal
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flows.baseline import BaselineParameters, baseline
-from flows.tune import TuneParameters, tune
 from flows.rai_review import DIABETES_THRESHOLDS, RAIReviewParameters, rai_review
+from flows.tune import TuneParameters, tune
 from localml.rai.scorecard import Thresholds
 from tasks.data import resolve_data
 from tasks.evaluation import RetrainResult, best_candidate, promotion_decision
@@ -50,6 +50,16 @@ class RetrainParameters(BaseModel):
     thresholds: Thresholds = Field(default_factory=lambda: DIABETES_THRESHOLDS, description="The review's gate (the scorecard)")
     compute: str = Field("cpu-cluster", description="Compute cluster (created if missing); 'local' for none")
     experiment_name: str = Field("diabetes-retrain", description="MLflow / Azure ML experiment of the AutoML job")
+
+    @model_validator(mode="after")
+    def _check(self) -> "RetrainParameters":
+        if self.thresholds.primary_metric_threshold is None:
+            raise ValueError(
+                f"thresholds.primary_metric_threshold is empty: set it, since candidates and the champion are compared on "
+                f"{self.thresholds.primary_metric}."
+            )
+        self.review("azureml:model:1")  # the review's own checks (metric names, cohorts, insights) fail here
+        return self
 
     def review(self, model: str) -> RAIReviewParameters:
         return RAIReviewParameters(
