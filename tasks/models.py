@@ -46,6 +46,12 @@ class ModelRef(BaseModel):
     def reference(self) -> str:
         return f"azureml:{self.name}:{self.version}"
 
+    @classmethod
+    def of(cls, model: Any) -> "ModelRef":
+        """The reference to a ``Model`` entity the workspace returned."""
+        return cls(name=model.name, version=model.version, type=str(model.type), job_name=getattr(model, "job_name", None),
+                   tags=dict(model.tags or {}))
+
 
 def _register_cache_key(context: Any, parameters: dict) -> str:
     spec = parameters["spec"]
@@ -99,9 +105,7 @@ def resolve_model(workspace: str, reference: str) -> ModelRef:
             model = client.models.get(parsed.name, version=parsed.version, label=parsed.label)
     except ResourceNotFoundError as error:
         raise ValueError(f"Model {reference} is not registered in workspace '{workspace}' ({error}).") from None
-    return ModelRef(
-        name=model.name, version=model.version, type=str(model.type), job_name=getattr(model, "job_name", None), tags=dict(model.tags or {})
-    )
+    return ModelRef.of(model)
 
 
 @task(name="tag_model_version", **TRANSIENT_RETRIES)
@@ -133,7 +137,7 @@ def find_champion(workspace: str, name: str) -> ModelRef | None:
     model = _champion(get_client(workspace), name)
     if model is None:
         return None
-    return ModelRef(name=model.name, version=model.version, type=str(model.type), job_name=getattr(model, "job_name", None), tags=dict(model.tags or {}))
+    return ModelRef.of(model)
 
 
 @task(name="promote_model", **TRANSIENT_RETRIES)
