@@ -32,6 +32,7 @@ import typing
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 # offline by default: Prefect's server would otherwise try to send usage telemetry
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -90,7 +91,7 @@ def _parse_mapping(items: list[str]) -> dict[str, Any]:
 def _add_field_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
     for name, field in model.model_fields.items():
         flag = f"--{name.replace('_', '-')}"
-        help_text = field.description or ""
+        help_text = _help(field)
         annotation = field.annotation
         args = typing.get_args(annotation)
         if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
@@ -102,12 +103,23 @@ def _add_field_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
         elif typing.get_origin(annotation) is dict:
             parser.add_argument(flag, dest=name, nargs="+", metavar="KEY=VALUE", default=None, help=help_text)
         elif isinstance(annotation, type) and (issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)):
-            parser.add_argument(flag, dest=name, type=_parse_setting, metavar="JSON", default=None, help=f"{help_text} (JSON, or 'none')")
+            parser.add_argument(flag, dest=name, type=_parse_setting, metavar="JSON", default=None, help=help_text)
         elif typing.get_origin(annotation) is Literal:
             parser.add_argument(flag, dest=name, choices=typing.get_args(annotation), default=None, help=help_text)
         else:
             kind = annotation if annotation in (int, float) else str
-            parser.add_argument(flag, dest=name, type=kind, default=None, help=f"{help_text} (default: {field.get_default(call_default_factory=True)})")
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
+
+
+def _help(field: FieldInfo) -> str:
+    """The field's description and its default, as the Prefect UI's form shows them (argparse needs % doubled)."""
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):
+        default = json.dumps(default.model_dump(mode="json"))
+    elif isinstance(default, (dict, list)):
+        default = json.dumps(default) if isinstance(default, dict) else " ".join(map(str, default)) or "[]"
+    text = f"{field.description or ''} (default: {default})".strip()
+    return text.replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,24 +137,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_flow(name: str, options: dict[str, Any]) -> int:
-    flow_function, model = FLOWS[name]
+class ParameterError(ValueError):
+    """Options that do not make valid parameters for the flow; the message says what to fix."""
+
+
+def flow_parameters(name: str, options: dict[str, Any]) -> BaseModel:
+    """The parameters a flow runs with: its model's defaults, with the options given on the command line."""
+    _, model = FLOWS[name]
     values = {k: v for k, v in options.items() if v is not None}
     mappings = {k for k, f in model.model_fields.items() if typing.get_origin(f.annotation) is dict}
-    for key, value in list(values.items()):
-        if key in mappings:
-            try:
-                values[key] = _parse_mapping(value)
-            except argparse.ArgumentTypeError as error:
-                print(f"amlflows: --{key.replace('_', '-')}: {error}", file=sys.stderr)
-                return 2
+    for key in mappings & set(values):
+        try:
+            values[key] = _parse_mapping(values[key])
+        except argparse.ArgumentTypeError as error:
+            raise ParameterError(f"--{key.replace('_', '-')}: {error}") from None
     values = {k: None if v is _NONE else v for k, v in values.items()}
     try:
-        params = model(**values)
+        return model(**values)
     except ValidationError as error:
         problems = "\n".join(f"  - {'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors())
-        print(f"amlflows: invalid parameters for '{name}':\n{problems}", file=sys.stderr)
+        raise ParameterError(f"invalid parameters for '{name}':\n{problems}") from None
+
+
+def run_flow(name: str, options: dict[str, Any]) -> int:
+    try:
+        params = flow_parameters(name, options)
+    except ParameterError as error:
+        print(f"amlflows: {error}", file=sys.stderr)
         return 2
+    flow_function, _ = FLOWS[name]
     try:
         result = flow_function(params)
     except Exception as error:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from flows.parameters import FlowParameters
 from tasks.automl import AutoMLJobSpec, automl_leaderboard, automl_summary, check_training_data
 from tasks.compute import ComputeSpec, cluster_name, ensure_compute
 from tasks.data import DataSpec, register_data
@@ -22,13 +23,11 @@ DEFAULT_METRICS = {"classification": "AUC_weighted", "regression": "normalized_r
 WAIT_GRACE_MINUTES = 10
 
 
-class BaselineParameters(BaseModel):
+class BaselineParameters(FlowParameters):
     """Parameters of the ``baseline`` flow; the defaults run on the bundled DP-100 diabetes sample."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workspace: str = Field("local", description="'local', 'local:<folder>', 'azure', or an AzureMLWorkspace block name")
-    data: str = Field("examples/data/diabetes", description="MLTable folder, or azureml:<name>:<version> of an mltable asset")
+    workspace: str = Field("local", description="'local', 'local:FOLDER', 'azure', or an AzureMLWorkspace block name")
+    data: str = Field("examples/data/diabetes", description="MLTable folder, or azureml:NAME:VERSION of an mltable asset")
     data_name: str = Field("diabetes", description="Name of the data asset a local folder is registered as")
     target_column: str = Field("Diabetic", description="The column to predict")
     task: Literal["classification", "regression"] = Field("classification", description="AutoML task")
@@ -38,8 +37,8 @@ class BaselineParameters(BaseModel):
     max_trials: int | None = Field(None, ge=1, description="Stop after this many trials")
     exit_score: float | None = Field(None, description="Stop once a trial reaches this primary metric value")
     enable_early_termination: bool = Field(True, description="Stop when the search stops improving")
-    allowed_algorithms: list[str] = Field(default_factory=list, description="Azure algorithm names, e.g. LightGBM XGBoostClassifier")
-    blocked_algorithms: list[str] = Field(default_factory=list, description="Azure algorithm names to leave out")
+    allowed_algorithms: list[str] = Field([], description="Azure algorithm names, e.g. LightGBM XGBoostClassifier")
+    blocked_algorithms: list[str] = Field([], description="Azure algorithm names to leave out")
     n_cross_validations: int | None = Field(None, ge=2, description="Folds; chosen from the data size if empty")
     test_data_size: float | None = Field(0.3, gt=0, lt=1, description="Fraction held out to test the best model")
     enable_model_explainability: bool = Field(True, description="Explain the best model (feature importance)")
@@ -84,16 +83,16 @@ class BaselineResult(BaseModel):
     primary_metric: str
     score: float | None = Field(description="The primary metric on validation data")
     metrics: dict[str, float] = Field(description="Validation metrics, and test_* metrics on the held-out data")
-    model: str = Field(description="Registered model reference, azureml:<name>:<version>")
+    model: str = Field(description="Registered model reference, azureml:NAME:VERSION")
     data: str
     studio_url: str | None = None
     reused: bool
 
 
 @flow(name="baseline")
-def baseline(params: BaselineParameters | None = None) -> BaselineResult:
+def baseline(params: BaselineParameters = BaselineParameters.defaults()) -> BaselineResult:
     """Find a baseline model with AutoML and register the best one."""
-    params = params or BaselineParameters()
+    params = params.validated()
     workspace = params.workspace
     data = register_data(workspace, DataSpec(name=params.data_name, path=params.data, type="mltable"))
     if cluster_name(params.compute):

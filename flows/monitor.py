@@ -8,8 +8,9 @@ Prefect event when it has drifted, for the ``retrain`` deployment's trigger to a
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from flows.parameters import FlowParameters
 from tasks.data import resolve_data
 from tasks.drift import detect_drift, drift_event_payload
 from tasks.events import emit_drift_event
@@ -20,17 +21,15 @@ from tasks.reports import publish_drift_report
 TRAINING_DATA_TAG = "data"
 
 
-class MonitorParameters(BaseModel):
+class MonitorParameters(FlowParameters):
     """Parameters of the ``monitor`` flow; the defaults watch the diabetes data the baseline model learned from."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workspace: str = Field("local", description="'local', 'local:<folder>', 'azure', or an AzureMLWorkspace block name")
-    data: str = Field("azureml:diabetes@latest", description="The current data: azureml:<name>:<version> or azureml:<name>@latest")
-    model: str = Field("azureml:diabetes-baseline@latest", description="The model the data feeds: azureml:<name>:<version> or @latest")
+    workspace: str = Field("local", description="'local', 'local:FOLDER', 'azure', or an AzureMLWorkspace block name")
+    data: str = Field("azureml:diabetes@latest", description="The current data: azureml:NAME:VERSION or azureml:NAME@latest")
+    model: str = Field("azureml:diabetes-baseline@latest", description="The model the data feeds: azureml:NAME:VERSION or @latest")
     reference_data: str | None = Field(None, description=f"The reference data; the model's training data (its '{TRAINING_DATA_TAG}' tag) if empty")
     exclude_columns: list[str] = Field(
-        default_factory=lambda: ["PatientID", "Diabetic"], description="Columns not compared (identifiers, the label)"
+        ["PatientID", "Diabetic"], description="Columns not compared (identifiers, the label)"
     )
     p_value: float = Field(0.05, gt=0, lt=1, description="A feature's test rejects below this p-value")
     psi_threshold: float = Field(0.1, gt=0, description="A feature's PSI must reach this for it to drift (0.1: a moderate shift)")
@@ -48,9 +47,9 @@ class MonitorResult(BaseModel):
 
 
 @flow(name="monitor")
-def monitor(params: MonitorParameters | None = None) -> MonitorResult:
+def monitor(params: MonitorParameters = MonitorParameters.defaults()) -> MonitorResult:
     """Compare the current data with the model's training data, and emit a drift event when it has drifted."""
-    params = params or MonitorParameters()
+    params = params.validated()
     workspace = params.workspace
     model = resolve_model(workspace, params.model)
     reference_source = params.reference_data or model.tags.get(TRAINING_DATA_TAG)

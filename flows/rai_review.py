@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from flows.parameters import FlowParameters
 from localml.automl.metrics import CLASSIFICATION_METRIC_NAMES, REGRESSION_METRIC_NAMES
-from localml.rai.scorecard import Thresholds
 from tasks.compute import ComputeSpec, cluster_name, ensure_compute
 from tasks.data import DataSpec, register_data
 from tasks.jobs import InputSpec, submit_job, wait_for_job
@@ -31,6 +31,7 @@ from tasks.rai import (
     Insight,
     RAIReviewSpec,
     ReviewData,
+    ScorecardThresholds,
     apply_scorecard,
     check_review_inputs,
     download_review,
@@ -40,34 +41,27 @@ from tasks.rai import (
 from tasks.reports import publish_review_report
 from tasks.workspace import is_local
 
-#: The defaults: AUC at least 0.85; in no cohort of 5% of the rows or more is the model wrong more often than
-#: right; accuracy differs by at most 0.15 between age bands.
-DIABETES_THRESHOLDS = Thresholds(
-    primary_metric="AUC_weighted", primary_metric_threshold=0.85, max_worst_cohort_error_rate=0.5,
-    max_fairness_gap=0.15, fairness_metric="accuracy", min_cohort_share=0.05,
-)
 
-
-class RAIReviewParameters(BaseModel):
+class RAIReviewParameters(FlowParameters):
     """Parameters of the ``rai_review`` flow; the defaults review the model the ``baseline`` flow registered."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workspace: str = Field("local", description="'local', 'local:<folder>', 'azure', or an AzureMLWorkspace block name")
-    model: str = Field("azureml:diabetes-baseline@latest", description="The model to review: azureml:<name>:<version> or azureml:<name>@latest")
-    train_data: str = Field("examples/data/diabetes-rai/train", description="MLTable folder (or, on localml, azureml:<name>:<version>) the model was trained on")
-    test_data: str = Field("examples/data/diabetes-rai/test", description="MLTable folder (or, on localml, azureml:<name>:<version>) to review it on")
-    data_name: str = Field("diabetes-rai", description="Local folders are registered as <data_name>-train and <data_name>-test")
+    workspace: str = Field("local", description="'local', 'local:FOLDER', 'azure', or an AzureMLWorkspace block name")
+    model: str = Field("azureml:diabetes-baseline@latest", description="The model to review: azureml:NAME:VERSION or azureml:NAME@latest")
+    train_data: str = Field("examples/data/diabetes-rai/train", description="MLTable folder (or, on localml, azureml:NAME:VERSION) the model was trained on")
+    test_data: str = Field("examples/data/diabetes-rai/test", description="MLTable folder (or, on localml, azureml:NAME:VERSION) to review it on")
+    data_name: str = Field("diabetes-rai", description="Local folders are registered as DATA_NAME-train and DATA_NAME-test")
     target_column: str = Field("Diabetic", description="The column the model predicts")
-    task_type: Literal["classification", "regression"] = "classification"
-    insights: list[Insight] = Field(default_factory=lambda: list(INSIGHTS), min_length=1, description="Which insights to compute")
-    treatment_features: list[str] = Field(default_factory=lambda: ["BMI"], description="Causal analysis: features whose effect on the outcome is estimated")
+    task_type: Literal["classification", "regression"] = Field("classification", description="What the model predicts: a class or a number")
+    insights: list[Insight] = Field(list(INSIGHTS), min_length=1, description="Which insights to compute")
+    treatment_features: list[str] = Field(["BMI"], description="Causal analysis: features whose effect on the outcome is estimated")
     cohort_features: dict[str, list[float] | None] = Field(
-        default_factory=lambda: {"Age": [0, 30, 50, 120]},
+        {"Age": [0, 30, 50, 120]},
         description="Fairness: cohorts of the first feature, as band edges (or None for quartiles)",
     )
-    categorical_features: list[str] = Field(default_factory=list, description="Feature columns that are categories")
-    thresholds: Thresholds = Field(default_factory=lambda: DIABETES_THRESHOLDS, description="The scorecard, whole (JSON on the command line); a threshold left out or null is not checked")
+    categorical_features: list[str] = Field([], description="Feature columns that are categories")
+    thresholds: ScorecardThresholds = Field(
+        ScorecardThresholds(), description="The scorecard the model must pass (JSON on the command line); a threshold left empty is not checked"
+    )
     max_test_rows: int = Field(1000, ge=10, description="Test rows reviewed (a sample when there are more)")
     total_counterfactuals: int = Field(5, ge=1, description="Counterfactuals per explained row")
     desired_range: list[float] | None = Field(None, description="Regression counterfactuals: the target range to reach")
@@ -125,9 +119,9 @@ class RAIReviewResult(BaseModel):
 
 
 @flow(name="rai_review")
-def rai_review(params: RAIReviewParameters | None = None) -> RAIReviewResult:
+def rai_review(params: RAIReviewParameters = RAIReviewParameters.defaults()) -> RAIReviewResult:
     """Build the Responsible AI dashboard of a model and judge it with the scorecard."""
-    params = params or RAIReviewParameters()
+    params = params.validated()
     workspace = params.workspace
     model = resolve_model(workspace, params.model)
     data = ReviewData(train=params.train_data, test=params.test_data)

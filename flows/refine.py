@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from flows.parameters import FlowParameters
 from flows.train import Hyperparameter, TrainParameters, start_job
 from tasks.automl import automl_job_of, generated_training_code
 from tasks.environments import EnvironmentSpec, check_conda_file, is_conda_file, register_environment
@@ -27,18 +28,16 @@ MODEL_OUTPUT = "outputs/model"
 GENERATED = "generated"
 
 
-class RefineParameters(BaseModel):
+class RefineParameters(FlowParameters):
     """Parameters of the ``refine`` flow; the defaults refine the model the ``baseline`` flow registered."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workspace: str = Field("local", description="'local', 'local:<folder>', 'azure', or an AzureMLWorkspace block name")
+    workspace: str = Field("local", description="'local', 'local:FOLDER', 'azure', or an AzureMLWorkspace block name")
     baseline: str = Field(
         "azureml:diabetes-baseline@latest",
-        description="The AutoML job to refine: its name, or a model it registered (azureml:<name>:<version> or @latest)",
+        description="The AutoML job to refine: its name, or a model it registered (azureml:NAME:VERSION or @latest)",
     )
     hyperparameters: dict[str, Hyperparameter] = Field(
-        default_factory=dict, description="Options of the generated script to change, e.g. {\"learning_rate\": 0.05}"
+        {}, description="Options of the generated script to change, e.g. {\"learning_rate\": 0.05}"
     )
     script: str | None = Field(None, description="Your edited copy of the generated script; the generated script if empty")
     code_folder: str = Field("generated_code", description="Where the generated script is saved, a folder per AutoML job")
@@ -78,7 +77,7 @@ class RefineResult(BaseModel):
     refined_score: float = Field(description="The refined model's primary metric on the same rows")
     registered: bool
     decision: str
-    model: str | None = Field(description="azureml:<name>:<version> when registered")
+    model: str | None = Field(description="azureml:NAME:VERSION when registered")
     studio_url: str | None = None
     reused: bool
 
@@ -88,9 +87,9 @@ class MetricNotLoggedError(RuntimeError):
 
 
 @flow(name="refine")
-def refine(params: RefineParameters | None = None) -> RefineResult:
+def refine(params: RefineParameters = RefineParameters.defaults()) -> RefineResult:
     """Change the training script AutoML generated, retrain, and keep the result only if it holds up."""
-    params = params or RefineParameters()
+    params = params.validated()
     workspace = params.workspace
     automl_job = automl_job_of(workspace, params.baseline)
     code = generated_training_code(workspace, automl_job, params.code_folder, keep_edited=params.script is not None)

@@ -15,39 +15,37 @@ import json
 from typing import Any, Literal
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from flows.baseline import BaselineParameters, baseline
-from flows.rai_review import DIABETES_THRESHOLDS, RAIReviewParameters, rai_review
+from flows.parameters import FlowParameters
+from flows.rai_review import RAIReviewParameters, rai_review
 from flows.tune import TuneParameters, tune
-from localml.rai.scorecard import Thresholds
 from tasks.data import resolve_data
 from tasks.evaluation import RetrainResult, best_candidate, promotion_decision
 from tasks.models import find_champion, promote_model, resolve_model, tag_model_version
-from tasks.rai import INSIGHTS, Insight, review_score
+from tasks.rai import INSIGHTS, Insight, ScorecardThresholds, review_score
 from tasks.reports import publish_retrain_report
 
 
-class RetrainParameters(BaseModel):
+class RetrainParameters(FlowParameters):
     """Parameters of the ``retrain`` flow; the defaults retrain the diabetes model on the newest data version."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workspace: str = Field("local", description="'local', 'local:<folder>', 'azure', or an AzureMLWorkspace block name")
-    data: str = Field("azureml:diabetes@latest", description="The data version to train on: azureml:<name>:<version> or @latest")
+    workspace: str = Field("local", description="'local', 'local:FOLDER', 'azure', or an AzureMLWorkspace block name")
+    data: str = Field("azureml:diabetes@latest", description="The data version to train on: azureml:NAME:VERSION or @latest")
     reason: Literal["manual", "schedule", "event"] = Field("manual", description="Why this run started")
-    event: dict[str, Any] = Field(default_factory=dict, description="The triggering event's payload (drift figures), when reason is event")
+    event: dict[str, Any] = Field({}, description="The triggering event's payload (drift figures), when reason is event")
     model_name: str = Field("diabetes-baseline", description="The model the candidate is a version of; its champion is tagged champion=true")
     target_column: str = Field("Diabetic", description="The column to predict")
     timeout_minutes: float = Field(2, gt=0, description="AutoML's time budget")
     tune: bool = Field(False, description="Also tune the training script with a sweep on the data; the better reviewed model is the candidate")
     tune_trials: int = Field(6, ge=1, description="Sweep trials, when tune is on")
     max_trials: int | None = Field(None, ge=1, description="AutoML stops after this many trials")
-    allowed_algorithms: list[str] = Field(default_factory=list, description="Azure algorithm names AutoML may use")
+    allowed_algorithms: list[str] = Field([], description="Azure algorithm names AutoML may use")
     review_train_data: str = Field("examples/data/diabetes-rai/train", description="The review's train rows (MLTable folder)")
     review_test_data: str = Field("examples/data/diabetes-rai/test", description="The review's test rows: candidate and champion are scored on these")
-    insights: list[Insight] = Field(default_factory=lambda: list(INSIGHTS), min_length=1, description="The review's insights")
-    thresholds: Thresholds = Field(default_factory=lambda: DIABETES_THRESHOLDS, description="The review's gate (the scorecard)")
+    insights: list[Insight] = Field(list(INSIGHTS), min_length=1, description="The review's insights")
+    thresholds: ScorecardThresholds = Field(ScorecardThresholds(), description="The review's gate (the scorecard)")
     compute: str = Field("cpu-cluster", description="Compute cluster (created if missing); 'local' for none")
     experiment_name: str = Field("diabetes-retrain", description="MLflow / Azure ML experiment of the AutoML job")
 
@@ -72,9 +70,9 @@ class RetrainParameters(BaseModel):
 
 
 @flow(name="retrain")
-def retrain(params: RetrainParameters | None = None) -> RetrainResult:
+def retrain(params: RetrainParameters = RetrainParameters.defaults()) -> RetrainResult:
     """Train a candidate on a data version, review it, and promote it only if it passes and beats the champion."""
-    params = params or RetrainParameters()
+    params = params.validated()
     workspace = params.workspace
     data = resolve_data(workspace, params.data)  # an unknown data version stops here: nothing trained, nothing changed
     champion = find_champion(workspace, params.model_name)

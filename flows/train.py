@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
+from flows.parameters import FlowParameters
 from localml.references import is_local_path
 from tasks.compute import ComputeSpec, cluster_name, ensure_compute
 from tasks.data import DataRef, DataSpec, register_data
@@ -22,25 +23,23 @@ from tasks.scripts import check_arguments
 Hyperparameter = StrictBool | StrictInt | StrictFloat | str
 
 
-class TrainParameters(BaseModel):
+class TrainParameters(FlowParameters):
     """Parameters of the ``train`` flow; the defaults train the DP-100 diabetes classifier on the bundled sample."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workspace: str = Field("local", description="'local', 'local:<folder>', 'azure', or an AzureMLWorkspace block name")
+    workspace: str = Field("local", description="'local', 'local:FOLDER', 'azure', or an AzureMLWorkspace block name")
     script: str = Field("examples/train_diabetes/train.py", description="Training script; its folder is uploaded as the job's code")
-    data: str = Field("examples/data/diabetes/diabetes.csv", description="Local file/folder, or azureml:<name>:<version>")
+    data: str = Field("examples/data/diabetes/diabetes.csv", description="Local file/folder, or azureml:NAME:VERSION")
     data_name: str = Field("diabetes-csv", description="Name of the data asset the local data is registered as")
     data_type: Literal["uri_file", "uri_folder", "mltable"] = Field("uri_file", description="Data asset type")
     data_argument: str = Field("training_data", description="The script's argument that receives the data path")
     more_data: dict[str, InputSpec] = Field(
-        default_factory=dict, description="Further data the script takes: argument -> {type, path} (path: local or azureml:<name>:<version>)"
+        {}, description="Further data the script takes: argument -> {type, path} (path: local or azureml:NAME:VERSION)"
     )
     hyperparameters: dict[str, Hyperparameter] = Field(
-        default_factory=lambda: {"learning_rate": 0.1, "max_iter": 100},
+        {"learning_rate": 0.1, "max_iter": 100},
         description="Passed to the script as --name value (checked against its argparse options)",
     )
-    command: str | None = Field(None, description="Custom command; by default: python <script> --<arg> ${{inputs.<arg>}} ...")
+    command: str | None = Field(None, description="Custom command; by default: python SCRIPT --ARG ${{inputs.ARG}} ...")
     environment: str = Field("AzureML-sklearn-1.5@latest", description="Environment the job runs in")
     compute: str = Field("cpu-cluster", description="Compute cluster (created if missing); 'local' for none")
     max_instances: int = Field(2, ge=1, description="Nodes of a new cluster (localml: jobs at once)")
@@ -85,7 +84,7 @@ class TrainResult(BaseModel):
     job_name: str
     status: str
     metrics: dict[str, float]
-    model: str = Field(description="Registered model reference, azureml:<name>:<version>")
+    model: str = Field(description="Registered model reference, azureml:NAME:VERSION")
     data: str = Field(description="Data asset reference the job trained on")
     studio_url: str | None = None
     reused: bool = Field(description="True when an identical earlier job was re-attached (nothing trained)")
@@ -100,9 +99,9 @@ def start_job(params: TrainParameters) -> tuple[DataRef, SubmittedJob]:
 
 
 @flow(name="train")
-def train(params: TrainParameters | None = None) -> TrainResult:
+def train(params: TrainParameters = TrainParameters.defaults()) -> TrainResult:
     """Train a model with a script of your own as an Azure ML command job, and register it."""
-    params = params or TrainParameters()
+    params = params.validated()
     workspace = params.workspace
     data, job = start_job(params)
     result = wait_for_job(workspace, job.name, timeout_seconds=params.timeout_minutes * 60)

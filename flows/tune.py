@@ -27,10 +27,10 @@ class TuneParameters(TrainParameters):
     """
 
     hyperparameters: dict[str, Hyperparameter] = Field(
-        default_factory=lambda: {"max_iter": 100}, description="Fixed hyperparameters, passed to every trial as --name value"
+        {"max_iter": 100}, description="Fixed hyperparameters, passed to every trial as --name value"
     )
     search_space: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {
+        {
             "learning_rate": {"type": "choice", "values": [0.03, 0.1, 0.3]},
             "max_leaf_nodes": {"type": "choice", "values": [7, 15, 31]},
         },
@@ -41,7 +41,7 @@ class TuneParameters(TrainParameters):
     primary_metric: str = Field("AUC", description="The metric the script logs with MLflow that decides the best trial")
     goal: Literal["maximize", "minimize"] = Field("maximize", description="Whether a higher or lower primary metric is better")
     early_termination: EarlyTerminationSpec | None = Field(
-        default_factory=lambda: EarlyTerminationSpec(type="bandit", slack_factor=0.02, delay_evaluation=1),
+        EarlyTerminationSpec(type="bandit", slack_factor=0.02, delay_evaluation=1),
         description="Stops trials that fall behind (each logging of the primary metric is an interval); none to let all finish",
     )
     max_total_trials: int = Field(6, ge=1, le=1000, description="Trials in all (a grid stops when every point ran)")
@@ -101,16 +101,16 @@ class TuneResult(BaseModel):
     best_parameters: dict[str, str]
     trials: int
     trials_stopped_early: int
-    model: str = Field(description="Registered model reference, azureml:<name>:<version>")
+    model: str = Field(description="Registered model reference, azureml:NAME:VERSION")
     data: str = Field(description="Data asset reference the trials trained on")
     studio_url: str | None = None
     reused: bool = Field(description="True when an identical earlier sweep was re-attached (nothing trained)")
 
 
 @flow(name="tune")
-def tune(params: TuneParameters | None = None) -> TuneResult:
+def tune(params: TuneParameters = TuneParameters.defaults()) -> TuneResult:
     """Tune a training script's hyperparameters with an Azure ML sweep job, and register the best model."""
-    params = params or TuneParameters()
+    params = params.validated()
     workspace = params.workspace
     data, job = start_job(params)
     result = wait_for_job(workspace, job.name, timeout_seconds=(params.timeout_minutes + WAIT_GRACE_MINUTES) * 60)

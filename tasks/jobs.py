@@ -38,8 +38,8 @@ MAX_POLL_SECONDS = 10.0
 class InputSpec(BaseModel):
     """A data input: a local path, an ``azureml:name:version`` / ``azureml:name@latest`` asset, or an azureml:// URI."""
 
-    type: Literal["uri_file", "uri_folder", "mltable"] = "uri_file"
-    path: str
+    type: Literal["uri_file", "uri_folder", "mltable"] = Field("uri_file", description="Azure's data type of the input")
+    path: str = Field(description="A local file or folder, azureml:NAME:VERSION, or an azureml:// URI")
 
 
 class OutputSpec(BaseModel):

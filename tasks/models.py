@@ -22,7 +22,7 @@ CHAMPION = "champion"
 
 class ModelSpec(BaseModel):
     name: str = Field(description="Model name")
-    path: str = Field(description="azureml://jobs/<job>/outputs/artifacts/paths/<dir>, runs:/<run>/<path>, or a local folder")
+    path: str = Field(description="azureml://jobs/JOB/outputs/artifacts/paths/FOLDER, runs:/RUN/PATH, or a local folder")
     type: Literal["mlflow_model", "custom_model"] = "mlflow_model"
     description: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)

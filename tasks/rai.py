@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from prefect import get_run_logger, task
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from localml.rai.scorecard import Thresholds, judged_insights, scorecard
 from localml.references import parse_asset_reference
@@ -39,6 +39,32 @@ GATHERED_FILE = "rai_insights.json"
 DASHBOARD_FILE = "dashboard.html"
 
 
+class ScorecardThresholds(BaseModel):
+    """The gate a reviewed model must pass; a threshold left empty (null) is not checked.
+
+    The defaults are the diabetes sample's gate: AUC at least 0.85; in no cohort of 5% of the rows or more is the
+    model wrong more often than right; accuracy differs by at most 0.15 between the cohorts of the fairness feature.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary_metric: str = Field("AUC_weighted", description="Azure's name of the metric the model is judged on")
+    primary_metric_threshold: float | None = Field(
+        0.85, description="The primary metric must be at least this (at most, for an error or a loss); empty: not checked"
+    )
+    max_worst_cohort_error_rate: float | None = Field(
+        0.5, ge=0, le=1, description="Error rate allowed in the worst cohort the error-analysis tree finds; empty: not checked"
+    )
+    max_fairness_gap: float | None = Field(
+        0.15, ge=0, description="Largest difference of the fairness metric between cohorts of the first cohort feature; empty: not checked"
+    )
+    fairness_metric: str = Field("accuracy", description="The metric compared between cohorts")
+    min_cohort_share: float = Field(0.05, gt=0, lt=1, description="Cohorts smaller than this share of the test rows are not judged (their rates are noise)")
+
+    def to_thresholds(self) -> Thresholds:
+        return Thresholds(**self.model_dump())
+
+
 class RAIReviewSpec(JobSpec):
     """Azure's Responsible AI pipeline (constructor, insights side by side, gather) for one model.
 
@@ -55,7 +81,7 @@ class RAIReviewSpec(JobSpec):
     """
 
     experiment_name: str = "rai-review"
-    model: str = Field(description="azureml:<name>:<version> of a registered MLflow model")
+    model: str = Field(description="azureml:NAME:VERSION of a registered MLflow model")
     train_data: InputSpec
     test_data: InputSpec
     target_column: str = Field(min_length=1)
@@ -262,17 +288,16 @@ def judge_model(
 
 
 @task(name="apply_scorecard")
-def apply_scorecard(insights: dict[str, Any], thresholds: Thresholds) -> ReviewVerdict:
+def apply_scorecard(insights: dict[str, Any], thresholds: ScorecardThresholds) -> ReviewVerdict:
     """The verdict of ``thresholds`` on a review's insights; thresholds left as None are not checked.
 
     Example:
         ```python
-        verdict = apply_scorecard(insights, Thresholds(primary_metric="AUC_weighted", primary_metric_threshold=0.85,
-                                                        max_worst_cohort_error_rate=0.3))
+        verdict = apply_scorecard(insights, ScorecardThresholds(max_worst_cohort_error_rate=0.3, max_fairness_gap=None))
         verdict.passed, verdict.reasons
         ```
     """
-    verdict = ReviewVerdict(**scorecard(insights, thresholds))
+    verdict = ReviewVerdict(**scorecard(insights, thresholds.to_thresholds()))
     logger = get_run_logger()
     for check in verdict.checks:
         logger.info("%s %s: %.4f (threshold %s)", "pass" if check["passed"] else "FAIL", check["name"], check["value"], check["threshold"])

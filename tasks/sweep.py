@@ -25,12 +25,12 @@ Sampling = Literal["grid", "random", "sobol", "bayesian"]
 class EarlyTerminationSpec(BaseModel):
     """An Azure early termination policy as plain data; each logging of the primary metric is an interval."""
 
-    type: Literal["bandit", "median_stopping", "truncation_selection"]
+    type: Literal["bandit", "median_stopping", "truncation_selection"] = Field(description="Azure's policy")
     slack_factor: float | None = Field(None, gt=0, description="bandit: allowed ratio from the best trial")
     slack_amount: float | None = Field(None, gt=0, description="bandit: allowed distance from the best trial")
     truncation_percentage: int | None = Field(None, ge=1, le=99, description="truncation_selection: percent cut each time")
-    evaluation_interval: int = Field(1, ge=1)
-    delay_evaluation: int = Field(0, ge=0)
+    evaluation_interval: int = Field(1, ge=1, description="The policy is applied every this many intervals")
+    delay_evaluation: int = Field(0, ge=0, description="Intervals every trial runs before the policy first applies")
 
     def to_policy(self) -> Any:
         from azure.ai.ml.sweep import BanditPolicy, MedianStoppingPolicy, TruncationSelectionPolicy

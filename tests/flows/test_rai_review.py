@@ -14,8 +14,7 @@ from pydantic import ValidationError
 
 from flows.rai_review import RAIReviewParameters, rai_review
 from localml.rai.dashboard import SECTIONS
-from localml.rai.scorecard import Thresholds
-from tasks.rai import ReviewData, judge_model
+from tasks.rai import ReviewData, ScorecardThresholds, judge_model
 from tasks.workspace import get_client
 from tests.localml.test_rai_insights import RAI_DATA, TARGET, save_model
 
@@ -33,7 +32,7 @@ def params(output: Path, **overrides) -> RAIReviewParameters:
 def test_the_baseline_model_gets_every_section_a_verdict_tags_and_a_dashboard(baseline_workspace, tmp_path):
     model = baseline_workspace.result.model
     # the quick baseline errs in a cohort of young patients, so the worst cohort's threshold is lenient here
-    thresholds = Thresholds(primary_metric="AUC_weighted", primary_metric_threshold=0.9, max_worst_cohort_error_rate=0.9, max_fairness_gap=0.15)
+    thresholds = ScorecardThresholds(primary_metric_threshold=0.9, max_worst_cohort_error_rate=0.9)
     result = rai_review(params(tmp_path, model=model, thresholds=thresholds))
 
     assert result.model == model and set(result.insights) == {"explanation", "error_analysis", "counterfactual", "causal", "fairness"}
@@ -134,7 +133,7 @@ def test_a_missing_target_in_the_test_data_and_an_unknown_model_are_named(weak_m
 
 def test_parameters_are_checked_when_they_are_built(tmp_path):
     with pytest.raises(ValidationError, match="'AUC' is not a classification metric"):
-        params(tmp_path, thresholds=Thresholds(primary_metric="AUC", primary_metric_threshold=0.8))
+        params(tmp_path, thresholds=ScorecardThresholds(primary_metric="AUC", primary_metric_threshold=0.8))
     with pytest.raises(ValidationError, match="max_fairness_gap needs cohort_features"):
         params(tmp_path, cohort_features={})
     with pytest.raises(ValidationError, match="causal analysis needs treatment_features"):

@@ -31,9 +31,9 @@ def test_an_unknown_data_version_is_refused_and_the_champion_stays(workspace_roo
 def test_parameters_that_cannot_compare_candidates_are_refused_when_built():
     from pydantic import ValidationError
 
-    from localml.rai.scorecard import Thresholds
+    from tasks.rai import ScorecardThresholds
 
     with pytest.raises(ValidationError, match="primary_metric_threshold is empty"):
-        RetrainParameters(thresholds=Thresholds(primary_metric="AUC_weighted", max_fairness_gap=0.1))
+        RetrainParameters(thresholds=ScorecardThresholds(primary_metric_threshold=None))
     with pytest.raises(ValidationError, match="'AUC' is not a classification metric"):
-        RetrainParameters(thresholds=Thresholds(primary_metric="AUC", primary_metric_threshold=0.9))
+        RetrainParameters(thresholds=ScorecardThresholds(primary_metric="AUC"))

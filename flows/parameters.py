@@ -1,0 +1,37 @@
+"""What every flow's parameters share: one source of defaults for the Python call, the command line and the
+Prefect UI's form.
+
+A flow's signature default is its parameter model built *unvalidated* (``defaults()``): Prefect writes it
+into the deployment's parameter schema whole, so the form opens with every field showing the value the flow
+really uses, and importing a flow reads no files (some checks look at the data). The flow validates what it
+was given when it starts (``validated()``), so a default run is checked exactly like a run from the form or
+the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
+
+
+class FlowParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    _validated: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _mark_validated(self) -> Self:
+        self._validated = True
+        return self
+
+    @classmethod
+    def defaults(cls) -> Self:
+        """Every field at its default, not yet checked: the flow's signature default."""
+        return cls.model_construct()
+
+    def validated(self) -> Self:
+        """These parameters, checked (the defaults are checked here, when the flow starts)."""
+        if self._validated:
+            return self
+        return type(self)(**self.model_dump(exclude_unset=True))

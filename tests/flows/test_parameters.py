@@ -1,0 +1,74 @@
+"""One source of defaults: what the Prefect UI's form shows unedited (the deployment's parameter schema), what
+``amlflows run <flow>`` runs with, and what the flow called from Python runs with are the same parameters."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import pytest
+from prefect.utilities.callables import parameter_schema
+
+from amlflows.cli import FLOWS, build_parser, flow_parameters
+from tests.flows.test_deployments import REPO
+
+#: Markdown in the UI drops anything that looks like an HTML tag, such as ``azureml:<name>:<version>``.
+HTML_TAG = re.compile(r"<[A-Za-z/]")
+
+
+def command_line_parameters(name: str, *argv: str):
+    options = vars(build_parser().parse_args(["run", name, *argv]))
+    return flow_parameters(name, {k: v for k, v in options.items() if not k.startswith("_")})
+
+
+def schema_properties(schema: dict):
+    """Every property of the schema and of the models it refers to, with its model's name."""
+    yield from (("params", name, prop) for name, prop in schema["properties"].items())
+    for model, definition in schema.get("definitions", {}).items():
+        yield from ((model, name, prop) for name, prop in definition.get("properties", {}).items())
+
+
+@pytest.mark.parametrize("name", list(FLOWS))
+def test_the_form_the_command_line_and_the_python_call_run_with_the_same_defaults(name, monkeypatch):
+    monkeypatch.chdir(REPO)  # the defaults name the bundled sample by its relative path
+    flow_function, model = FLOWS[name]
+    schema = parameter_schema(flow_function).model_dump()  # what `prefect deploy` stores and the form renders
+    params = schema["properties"]["params"]
+    assert "anyOf" not in params and "params" not in schema.get("required", []), "the form would open on a None toggle"
+    form = params["default"]
+    assert set(form) == set(model.model_fields), "every field shows a value in the form"
+
+    python = inspect.signature(flow_function.fn).parameters["params"].default.validated()
+    command_line = command_line_parameters(name)
+    submitted = model.model_validate(form)  # the form's values, as the flow run receives them
+    assert submitted.model_dump(mode="json") == command_line.model_dump(mode="json") == python.model_dump(mode="json")
+
+
+@pytest.mark.parametrize("name", list(FLOWS))
+def test_every_field_in_the_form_says_what_it_is_and_no_placeholder_is_lost(name):
+    flow_function, _ = FLOWS[name]
+    for model, field, prop in schema_properties(parameter_schema(flow_function).model_dump()):
+        if model == "params":
+            continue
+        description = prop.get("description", "")
+        assert description, f"{model}.{field} has no description"
+        assert not HTML_TAG.search(description), f"{model}.{field}: {description!r} loses its <...> in the UI"
+
+
+@pytest.mark.parametrize("name", list(FLOWS))
+def test_the_help_of_every_option_shows_its_description_and_default(name, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", name, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    _, model = FLOWS[name]
+    for field_name, field in model.model_fields.items():
+        assert " ".join(field.description.split()) in help_text, field_name
+    assert help_text.count("(default: ") == len(model.model_fields)
+    assert not HTML_TAG.search(help_text)
+
+
+def test_a_scorecard_given_in_part_keeps_the_other_thresholds_of_the_gate():
+    params = command_line_parameters("rai_review", "--thresholds", '{"max_fairness_gap": null}')
+    assert params.thresholds.max_fairness_gap is None
+    assert params.thresholds.primary_metric_threshold == 0.85 and params.thresholds.max_worst_cohort_error_rate == 0.5
+
