@@ -1,12 +1,13 @@
 # Two commands on a fresh machine (Python 3.11+ and pip only):
 #   make demo   set up .venv and run the baseline flow (AutoML) on the bundled diabetes sample, on localml
 #   make test   set up .venv (and Chromium, which checks the RAI dashboard renders) and run the test suite
+#   make e2e    the end-to-end tests: the local stack through the Prefect UI in Chromium, schedules, events (CI runs both)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean chromium
+.PHONY: setup demo test e2e bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/amlflows run baseline
 
-# the tests open the Responsible AI dashboard in a headless Chromium: Debian's package, installed if missing
+# the tests open the Responsible AI dashboard and the Prefect UI in a headless Chromium: Debian's package, installed if missing
 chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 		command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
@@ -29,6 +30,9 @@ chromium:
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+e2e: $(STAMP) chromium
+	$(BIN)/python -m pytest -m e2e
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py

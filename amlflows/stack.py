@@ -1,6 +1,6 @@
 """``amlflows up`` / ``amlflows down``: the local stack that serves the deployments.
 
-    Prefect server (SQLite, under .amlflows/prefect)    http://127.0.0.1:4200
+    Prefect server (SQLite, in $PREFECT_HOME, or .amlflows/prefect when it is not set)    http://127.0.0.1:4200
     work pool amlflows-local (process, deployments/process-pool.json)
     prefect deploy --all (prefect.yaml: every flow, the schedules, the drift trigger)
     a process worker on the pool
@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 POOL = "amlflows-local"
 POOL_TEMPLATE = Path("deployments/process-pool.json")
 START_TIMEOUT = 120.0
@@ -37,17 +39,27 @@ class Stack:
     state: Path = Path(".amlflows")
 
     @property
+    def prefect_home(self) -> Path:
+        """The Prefect server's database and profiles: the user's PREFECT_HOME when set, else one of the stack's own."""
+        home = os.environ.get("PREFECT_HOME")
+        return Path(home).expanduser() if home else self.state / "prefect"
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.prefect_port}/api"
 
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "PREFECT_HOME": str((self.state / "prefect").resolve()),
+            "PREFECT_HOME": str(self.prefect_home.resolve()),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_CLI_PROMPT": "false",
+            # an API call the server answers with 503 (on SQLite: the database was locked) says why in its log
+            "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
             "LOCALML_ROOT": str(self.localml_root.resolve()),
+            # the studio_url of every job points at this MLflow UI
+            "LOCALML_MLFLOW_UI": f"http://127.0.0.1:{self.mlflow_port}",
         }
 
     def services(self) -> dict[str, list[str]]:
@@ -72,8 +84,12 @@ def up(stack: Stack = Stack()) -> int:
     env = stack.env()
     services = stack.services()
     _start(stack.state, "prefect-server", services["prefect-server"], env)
+    _step(f"waiting for the Prefect server (its database: {stack.prefect_home / 'prefect.db'})")
     _wait_for(f"{stack.api_url}/health", "the Prefect server", stack.state)
+    _step(f"creating the work pool {POOL}")
     _prefect(env, "work-pool", "create", POOL, "--type", "process", "--base-job-template", str(POOL_TEMPLATE), "--overwrite")
+    deployments = len(yaml.safe_load(Path("prefect.yaml").read_text())["deployments"])
+    _step(f"deploying {deployments} flows from prefect.yaml with their schedules and triggers (prefect deploy --all, about a minute)")
     _prefect(env, "--no-prompt", "deploy", "--all")
     _start(stack.state, "worker", services["worker"], env)
     _start(stack.state, "mlflow-ui", services["mlflow-ui"], env)
@@ -83,6 +99,7 @@ def up(stack: Stack = Stack()) -> int:
         f"  Prefect UI   http://127.0.0.1:{stack.prefect_port}   (deployments, runs, the drift trigger under Automations)\n"
         f"  MLflow UI    http://127.0.0.1:{stack.mlflow_port}   (every job's run, metrics and artifacts)\n"
         f"  worker       pool {POOL}, logs in {stack.state}/worker.log\n"
+        f"  Prefect home {stack.prefect_home} (the server's database; set PREFECT_HOME to keep it elsewhere)\n"
         f"\nRun a deployment:  PREFECT_API_URL={stack.api_url} prefect deployment run baseline/baseline\n"
         "Stop it all:       amlflows down\n"
     )
@@ -145,6 +162,10 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _step(what: str) -> None:
+    print(f"{what}...", flush=True)
 
 
 def _wait_for(url: str, what: str, state: Path) -> None:

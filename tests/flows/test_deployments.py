@@ -88,6 +88,7 @@ def wait_for_flow_run(client, run_id, timeout: float, log: Path):
     return run
 
 
+@pytest.mark.e2e
 def test_drift_to_a_promotion_decision_through_the_worker_and_the_trigger(worker, workspace_root, tmp_path):
     """monitor (run through the API, picked up by the worker) flags drifted data and emits the event; the trigger
     starts retrain on that data version; the worker runs it; the candidate's promotion decision is recorded."""

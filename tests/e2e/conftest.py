@@ -1,0 +1,103 @@
+"""End-to-end: the local stack `amlflows up` starts (its own Prefect server, worker and MLflow UI), used the way
+a person uses it, through the Prefect UI in headless Chromium and the `prefect` command line.
+
+These tests take minutes, so they carry the ``e2e`` marker: ``make e2e`` runs them, and CI runs them after
+``make test``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from tests.conftest import REPO
+
+#: Chromium's background traffic to Google's hosts is refused on a closed network: keep the browser quiet.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """`amlflows up` from the repository root, in folders of the test's own; `amlflows down` afterwards.
+
+    The scheduler looks for due schedules every 2 s instead of every minute, and the worker polls every
+    second, so a run starts in seconds rather than a minute; everything else is as a user gets it."""
+    from amlflows.stack import Stack, down, up
+
+    base = tmp_path_factory.mktemp("stack")
+    settings = {
+        "PREFECT_HOME": base / "prefect-home",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": 2,
+        "PREFECT_WORKER_QUERY_SECONDS": 1,
+        "PREFECT_LOCAL_STORAGE_PATH": base / "prefect-results",
+    }
+    stack = Stack(prefect_port=free_port(), mlflow_port=free_port(), localml_root=base / "localml", state=base / "state")
+    with pytest.MonkeyPatch.context() as patch:  # what `up` starts inherits these; the tests' process keeps its own
+        for name, value in settings.items():
+            patch.setenv(name, str(value))
+        patch.chdir(REPO)
+        started = up(stack)
+    try:
+        assert started == 0
+        yield stack
+    finally:
+        down(stack)
+
+
+@contextmanager
+def prefect_client(stack):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
+        yield client
+
+
+def wait_for_final_state(client, run_id, timeout: float, stack):
+    """The flow run once it has ended; the worker's log tail in the message when it does not end in time."""
+    deadline = time.monotonic() + timeout
+    while (run := client.read_flow_run(run_id)).state is None or not run.state.is_final():
+        if time.monotonic() > deadline:
+            log = (stack.state / "worker.log").read_text()[-3000:]
+            pytest.fail(f"flow run {run.name} is still {run.state.name if run.state else None}; worker log:\n{log}")
+        time.sleep(1)
+    return run
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("The UI tests need Chromium: apt-get install chromium (make test installs it).")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab; ``page.api_problems`` lists the API calls that failed, for the failure messages."""
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    page = context.new_page()
+    page.api_problems = []
+    page.on("response", lambda r: "/api/" in r.url and r.status >= 400 and page.api_problems.append(f"{r.status} {r.request.method} {r.url}"))
+    page.on("requestfailed", lambda r: "/api/" in r.url and page.api_problems.append(f"{r.failure} {r.method} {r.url}"))
+    yield page
+    context.close()

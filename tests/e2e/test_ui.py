@@ -1,0 +1,174 @@
+"""Each deployment's run form in the Prefect UI (the one a browser opens by default), as a person uses it:
+opened in headless Chromium, submitted unedited, and run by the worker of `amlflows up`. The run gets exactly
+the flow's defaults, plus the small budgets this test sets on the deployments (as a team would in
+prefect.yaml); bad input typed into a form is refused, naming the field."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from amlflows.cli import FLOWS
+from tests.e2e.conftest import prefect_client, wait_for_final_state
+from tests.localml.test_rai_insights import RAI_DATA, TARGET, save_model
+
+pytestmark = pytest.mark.e2e
+
+#: Set on the deployments by the test: small budgets, and output folders of the test's own instead of the
+#: repository's. Every other value is the flow's default, shown by the form and submitted unedited.
+BUDGETS = {
+    "baseline": {"max_trials": 2, "allowed_algorithms": ["LightGBM"], "timeout_minutes": 1},
+    "train": {},
+    "tune": {"max_total_trials": 2},
+    "refine": {"code_folder": "{tmp}/generated_code"},
+    "monitor": {},
+    "retrain": {"max_trials": 2, "allowed_algorithms": ["LightGBM"], "timeout_minutes": 1, "insights": ["error_analysis"]},
+    "rai_review": {"output_folder": "{tmp}/rai_reviews"},
+}
+#: Minutes each run may take on a busy 2-core machine.
+RUN_MINUTES = {"baseline": 4, "train": 2, "tune": 4, "refine": 3, "monitor": 2, "retrain": 6, "rai_review": 5}
+
+
+@pytest.fixture(scope="module")
+def budgets(stack, tmp_path_factory):
+    """The deployments with the test's budgets; the parameters each run is expected to get."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    tmp = tmp_path_factory.mktemp("outputs")
+    values = {name: {k: v.format(tmp=tmp) if isinstance(v, str) else v for k, v in budget.items()} for name, budget in BUDGETS.items()}
+    with prefect_client(stack) as client:
+        for name, budget in values.items():
+            deployment = client.read_deployment_by_name(f"{name}/{name}")
+            client.update_deployment(deployment.id, DeploymentUpdate(parameters={"params": budget}))
+    return values
+
+
+def open_run_form(page, stack, name: str) -> None:
+    with prefect_client(stack) as client:
+        deployment = client.read_deployment_by_name(f"{name}/{name}")
+    page.goto(f"http://127.0.0.1:{stack.prefect_port}/v2/deployments/deployment/{deployment.id}/run")
+    page.get_by_label("Run Name").wait_for()
+    page.get_by_text("Workspace (Optional)").wait_for()  # the parameters' fields are showing
+
+
+def submit(page, stack):
+    """Submit the open form; the flow run it created.
+
+    Prefect's server on SQLite answers 503 ("Service Unavailable: retry") when its database is locked by another
+    writer, which a busy 2-core machine sees now and then; Prefect's Python client retries such answers, and a
+    person clicks Submit again: so does this test, at most twice, and only on a 503."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    run_name = page.get_by_label("Run Name").input_value()
+    for attempt in range(3):
+        refused = len(page.api_problems)
+        page.get_by_role("button", name="Submit").click()
+        try:
+            page.wait_for_url(lambda url: not url.endswith("/run"), timeout=30_000, wait_until="commit")  # the app routes itself
+            break
+        except Exception:
+            retryable = [p for p in page.api_problems[refused:] if p.startswith("503 ")]
+            if not retryable or attempt == 2:
+                pytest.fail(f"the form was not submitted; API calls that failed: {page.api_problems}; the page says:\n{page.inner_text('body')[-1500:]}")
+    with prefect_client(stack) as client:
+        (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])))
+    return run
+
+
+def runs_of(stack, name: str) -> int:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with prefect_client(stack) as client:
+        return len(client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name]))))
+
+
+def run_to_completion(page, stack, name: str):
+    open_run_form(page, stack, name)
+    run = submit(page, stack)
+    with prefect_client(stack) as client:
+        run = wait_for_final_state(client, run.id, RUN_MINUTES[name] * 60, stack)
+    assert run.state.is_completed(), f"{name}: {run.state.name}: {run.state.message}"
+    return run
+
+
+def test_the_prefect_ui_opens_on_the_form_a_person_sees_by_default(stack, page):
+    page.goto(f"http://127.0.0.1:{stack.prefect_port}/")
+    page.wait_for_url("**/v2/**")
+
+
+@pytest.mark.parametrize("name", ["baseline", "train", "tune", "refine", "monitor", "retrain"])
+def test_a_form_submitted_unedited_runs_the_flow_s_defaults_on_the_worker(stack, budgets, page, name):
+    run = run_to_completion(page, stack, name)
+    _, model = FLOWS[name]
+    submitted = run.parameters["params"]
+    assert set(submitted) == set(model.model_fields), "the form sends every field"
+    assert model.model_validate(submitted).model_dump(mode="json") == model(**budgets[name]).model_dump(mode="json")
+
+
+@pytest.fixture
+def weak_model(stack):
+    """A model that only looks at Pregnancies and Age, registered as the newest diabetes-baseline version."""
+    from azure.ai.ml.entities import Model
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from localml import LocalMLClient
+
+    train = pd.read_csv(RAI_DATA / "train" / "diabetes.csv")
+    features = train.drop(columns=TARGET)
+    weak = make_pipeline(ColumnTransformer([("few", "passthrough", ["Pregnancies", "Age"])]), LogisticRegression())
+    folder = save_model(weak.fit(features, train[TARGET]), features, stack.state / "weak-model")
+    client = LocalMLClient(stack.localml_root)
+    model = client.models.create_or_update(Model(name="diabetes-baseline", path=folder, type="mlflow_model", tags={"data": "azureml:diabetes:1"}))
+    return client, model
+
+
+def test_rai_review_from_the_form_unedited_fails_a_weak_model_on_the_real_gate(stack, budgets, page, weak_model):
+    client, model = weak_model
+    run = run_to_completion(page, stack, "rai_review")
+    thresholds = run.parameters["params"]["thresholds"]
+    assert thresholds == {"primary_metric": "AUC_weighted", "primary_metric_threshold": 0.85, "max_worst_cohort_error_rate": 0.5,
+                          "max_fairness_gap": 0.15, "fairness_metric": "accuracy", "min_cohort_share": 0.05}
+    tags = client.models.get(model.name, version=model.version).tags
+    assert tags["rai_review"] == "failed", tags
+    assert "AUC_weighted is" in tags["rai_review_reasons"] and "the threshold is >= 0.85" in tags["rai_review_reasons"]
+
+
+def test_a_number_below_its_minimum_is_refused_at_its_field(stack, budgets, page):
+    before = runs_of(stack, "tune")
+    open_run_form(page, stack, "tune")
+    trials = page.get_by_label("Max Total Trials")
+    trials.fill("0")
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_timeout(1500)
+    assert page.url.endswith("/run"), "the form stays open"
+    assert "greater than or equal to 1" in trials.evaluate("input => input.validationMessage")
+    assert runs_of(stack, "tune") == before
+
+
+def test_a_search_space_of_the_wrong_shape_is_refused_naming_the_field(stack, budgets, page):
+    before = runs_of(stack, "tune")
+    open_run_form(page, stack, "tune")
+    field = page.get_by_text("Search Space (Optional)").locator("xpath=ancestor::*[.//*[contains(@class, 'cm-content')]][1]")
+    field.locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text('{"learning_rate": 0.1}')
+    page.get_by_role("button", name="Submit").click()
+    page.get_by_text("Validation failed for field 'params.search_space.learning_rate'").wait_for()
+    assert page.url.endswith("/run") and runs_of(stack, "tune") == before
+
+
+def test_a_value_only_the_flow_can_check_fails_its_run_before_any_job_naming_the_problem(stack, budgets, page):
+    from localml import LocalMLClient
+
+    jobs = len(list(LocalMLClient(stack.localml_root).jobs.list()))
+    open_run_form(page, stack, "train")
+    page.get_by_label("Script").fill("examples/no_such_script.py")
+    run = submit(page, stack)
+    with prefect_client(stack) as client:
+        run = wait_for_final_state(client, run.id, 120, stack)
+    assert run.state.is_failed()
+    assert "Training script 'examples/no_such_script.py' not found" in run.state.message
+    assert len(list(LocalMLClient(stack.localml_root).jobs.list())) == jobs
