@@ -45,6 +45,16 @@ class Stack:
         return Path(home).expanduser() if home else self.state / "prefect"
 
     @property
+    def database(self) -> str:
+        """Where the server keeps its state: the database the user named (password hidden), else SQLite in its home."""
+        url = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL")
+        if not url:
+            return str(self.prefect_home / "prefect.db")
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.prefect_port}/api"
 
@@ -84,7 +94,7 @@ def up(stack: Stack = Stack()) -> int:
     env = stack.env()
     services = stack.services()
     _start(stack.state, "prefect-server", services["prefect-server"], env)
-    _step(f"waiting for the Prefect server (its database: {stack.prefect_home / 'prefect.db'})")
+    _step(f"waiting for the Prefect server (its database: {stack.database})")
     _wait_for(f"{stack.api_url}/health", "the Prefect server", stack.state)
     _step(f"creating the work pool {POOL}")
     _prefect(env, "work-pool", "create", POOL, "--type", "process", "--base-job-template", str(POOL_TEMPLATE), "--overwrite")
@@ -99,7 +109,7 @@ def up(stack: Stack = Stack()) -> int:
         f"  Prefect UI   http://127.0.0.1:{stack.prefect_port}   (deployments, runs, the drift trigger under Automations)\n"
         f"  MLflow UI    http://127.0.0.1:{stack.mlflow_port}   (every job's run, metrics and artifacts)\n"
         f"  worker       pool {POOL}, logs in {stack.state}/worker.log\n"
-        f"  Prefect home {stack.prefect_home} (the server's database; set PREFECT_HOME to keep it elsewhere)\n"
+        f"  database     {stack.database} (PREFECT_HOME, or PREFECT_API_DATABASE_CONNECTION_URL, puts it elsewhere)\n"
         f"\nRun a deployment:  PREFECT_API_URL={stack.api_url} prefect deployment run baseline/baseline\n"
         "Stop it all:       amlflows down\n"
     )
