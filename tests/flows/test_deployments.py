@@ -47,6 +47,18 @@ def test_every_flow_is_deployed_to_the_process_pool_with_its_schedules(deployed)
         assert all(not deployments[name].schedules for name in FLOWS if name not in ("monitor", "retrain"))
 
 
+def test_each_deployment_s_form_opens_with_the_flow_s_defaults(deployed):
+    from prefect.client.orchestration import get_client
+
+    from amlflows.cli import FLOWS as PARAMETERS
+
+    with get_client(sync_client=True) as client:
+        for name in FLOWS:
+            schema = client.read_deployment_by_name(f"{name}/{name}").parameter_openapi_schema
+            _, model = PARAMETERS[name]
+            assert schema["properties"]["params"]["default"] == model.defaults().model_dump(mode="json"), name
+
+
 def test_the_drift_event_triggers_retrain_with_the_data_version(deployed):
     from prefect.client.orchestration import get_client
 
