@@ -219,6 +219,7 @@ def test_classification_job_end_to_end(automl_jobs, helpers, tmp_path):
         Model(path=f"azureml://jobs/{name}/outputs/best_model", type="mlflow_model", name="diabetes-automl")
     )
     assert model.version == "1" and model.job_name == name
+    assert mlflow_client(client).get_model_version("diabetes-automl", "1").run_id == name  # in the MLflow registry too
     import mlflow.pyfunc
 
     loaded = mlflow.pyfunc.load_model(str(client._workspace.resolve_uri(model.path)))
