@@ -12,7 +12,11 @@ that are not numbers, a copy of the files), and this module keeps MLflow's regis
   number in MLflow first (inside the catalog's write transaction), and MLflow refuses a number it holds, so
   whichever registration takes a number first, through ``ml_client.models`` or through MLflow, owns it on
   both sides: the numbers cannot diverge.
-- A version registered through MLflow is imported into the catalog when the catalog is next read.
+- A version registered through MLflow is imported into the catalog when the catalog is next read, its files
+  copied in. Processes importing the same version at once each copy (uploads are content-addressed), and the
+  catalog's transaction stores it once. From then on the catalog is authoritative for it too: changes made
+  through ``ml_client.models`` reach MLflow, changes made through MLflow (tags, stage, deletion) are not
+  brought back. A version deleted in MLflow keeps its number retired there and stays in the catalog.
 - An archived version has MLflow's own stage "Archived" (not a tag, so its tags read the same on both
   sides); restoring it gives back its stage if that is one of MLflow's, else "None".
 """

@@ -34,6 +34,11 @@ class ModelOperations(VersionedAssetOperations):
     kind = "model"
     title = "Model"
 
+    def __init__(self, workspace):
+        super().__init__(workspace)
+        self._registry = ModelRegistry(workspace.tracking)
+        self._unimportable: set[tuple[str, str]] = set()
+
     def create_or_update(self, model: Model) -> Model:
         """Register ``model``; its files are copied in, so the version keeps them even if the source goes away.
 
@@ -82,11 +87,6 @@ class ModelOperations(VersionedAssetOperations):
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy2(stored, target / stored.name)
 
-    def __init__(self, workspace):
-        super().__init__(workspace)
-        self._registry = ModelRegistry(workspace.tracking)
-        self._unimportable: set[tuple[str, str]] = set()
-
     # -- the MLflow registry ---------------------------------------------------------------
     def _refresh(self, name: str | None) -> None:
         """Import the versions registered through MLflow; mirror the catalog's that MLflow lacks.
@@ -131,7 +131,7 @@ class ModelOperations(VersionedAssetOperations):
 
         try:
             found, files_uri = self._registry.read(name, version)
-            with tempfile.TemporaryDirectory(dir=self._workspace.root) as scratch:
+            with tempfile.TemporaryDirectory() as scratch:
                 files = self._files(files_uri, Path(scratch))
                 stored_path = self._workspace.upload(files)
                 model_type = "mlflow_model" if (files / "MLmodel").is_file() else "custom_model"
