@@ -24,7 +24,9 @@ that are not numbers, a copy of the files), and this module keeps MLflow's regis
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+import weakref
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -82,6 +84,9 @@ class ModelRegistry:
     def __init__(self, tracking: Tracking):
         self._tracking = tracking
         self._db = tracking.root / "mlflow.db"
+        # one read connection, kept: opening one parses MLflow's schema (200-odd tables and indexes), about 2 ms
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
 
     def numbers(self, name: str | None = None) -> dict[tuple[str, str], bool]:
         """Every (name, version) MLflow holds, deleted ones too, each with whether it is ready to import."""
@@ -91,8 +96,7 @@ class ModelRegistry:
         if name is not None:
             query, args = query + " WHERE name = ?", (name,)
         try:
-            with closing(sqlite3.connect(f"{self._db.as_uri()}?mode=ro", uri=True, timeout=60)) as db:
-                rows = db.execute(query, args).fetchall()
+            rows = self._read(query, args)
         except sqlite3.OperationalError as error:
             if "no such table" in str(error):  # MLflow has not made its tables yet: it holds nothing
                 return {}
@@ -150,10 +154,14 @@ class ModelRegistry:
                 raise
 
     def _has_tables(self) -> bool:
-        if not self._db.exists():
-            return False
-        with closing(sqlite3.connect(f"{self._db.as_uri()}?mode=ro", uri=True, timeout=60)) as db:
-            return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'model_versions'").fetchone() is not None
+        return self._db.exists() and bool(self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'model_versions'"))
+
+    def _read(self, query: str, args: tuple = ()) -> list[tuple]:
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(f"{self._db.as_uri()}?mode=ro", uri=True, timeout=60, check_same_thread=False)
+                weakref.finalize(self, self._reader.close)
+            return self._reader.execute(query, args).fetchall()
 
     def _insert(self, db: sqlite3.Connection, version: RegistryVersion) -> None:
         now = _now()
