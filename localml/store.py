@@ -87,11 +87,13 @@ class Catalog:
         numbers = [int(r[0]) for r in rows if r[0].isdigit()]
         return str(max(numbers, default=0) + 1)
 
-    def insert_asset(self, db: sqlite3.Connection, kind: str, name: str, version: str, record: dict) -> None:
+    def insert_asset(
+        self, db: sqlite3.Connection, kind: str, name: str, version: str, record: dict, archived: bool = False
+    ) -> None:
         seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM assets").fetchone()[0]
         db.execute(
-            "INSERT INTO assets (kind, name, version, seq, created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
-            (kind, name, version, seq, time.time(), json.dumps(record)),
+            "INSERT INTO assets (kind, name, version, seq, created_at, archived, record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, name, version, seq, time.time(), int(archived), json.dumps(record)),
         )
 
     def update_asset(self, db: sqlite3.Connection, kind: str, name: str, version: str, record: dict) -> None:
@@ -106,14 +108,12 @@ class Catalog:
         else:
             query += " AND version=?"
             args += (version,)
-        if db is not None:
-            row = db.execute(query, args).fetchone()
-        else:
-            with self._connect() as conn:
-                row = conn.execute(query, args).fetchone()
-        return _asset_record(row) if row else None
+        rows = self._query(query, args, db)
+        return _asset_record(rows[0]) if rows else None
 
-    def list_assets(self, kind: str, name: str | None = None, include_archived: bool = False) -> list[dict]:
+    def list_assets(
+        self, kind: str, name: str | None = None, include_archived: bool = False, db: sqlite3.Connection | None = None
+    ) -> list[dict]:
         query = "SELECT * FROM assets WHERE kind=?"
         args: tuple = (kind,)
         if name is not None:
@@ -121,19 +121,24 @@ class Catalog:
             args += (name,)
         if not include_archived:
             query += " AND archived=0"
-        with self._connect() as db:
-            return [_asset_record(r) for r in db.execute(query + " ORDER BY seq", args)]
+        return [_asset_record(r) for r in self._query(query + " ORDER BY seq", args, db)]
 
-    def set_archived(self, kind: str, name: str, version: str | None, archived: bool) -> int:
-        with self.transaction() as db:
-            if version is None:
-                cur = db.execute("UPDATE assets SET archived=? WHERE kind=? AND name=?", (int(archived), kind, name))
-            else:
-                cur = db.execute(
-                    "UPDATE assets SET archived=? WHERE kind=? AND name=? AND version=?",
-                    (int(archived), kind, name, version),
-                )
-            return cur.rowcount
+    def set_archived(self, db: sqlite3.Connection, kind: str, name: str, version: str | None, archived: bool) -> int:
+        if version is None:
+            cur = db.execute("UPDATE assets SET archived=? WHERE kind=? AND name=?", (int(archived), kind, name))
+        else:
+            cur = db.execute(
+                "UPDATE assets SET archived=? WHERE kind=? AND name=? AND version=?",
+                (int(archived), kind, name, version),
+            )
+        return cur.rowcount
+
+    def _query(self, query: str, args: tuple, db: sqlite3.Connection | None) -> list[sqlite3.Row]:
+        """Rows of ``query``, inside the caller's transaction when one is given."""
+        if db is not None:
+            return db.execute(query, args).fetchall()
+        with self._connect() as conn:
+            return conn.execute(query, args).fetchall()
 
     # -- unversioned resources (compute targets, datastores) --------------------------
     def put_resource(self, kind: str, name: str, record: dict) -> None:

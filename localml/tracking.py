@@ -27,8 +27,14 @@ class Tracking:
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            # the registry named too: a registry URI set for the process (MLFLOW_REGISTRY_URI) is not the workspace's
+            self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         return self._client
+
+    @property
+    def registry_store(self):
+        """The model registry's store (made on first use, with MLflow's tables if the database has none)."""
+        return self.client._get_registry_client().store
 
     @property
     def ui_url(self) -> str:

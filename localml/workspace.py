@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import uuid
 from pathlib import Path
 
 from localml.hashing import content_hash, copy_ignore
@@ -46,14 +47,20 @@ class LocalWorkspace:
         relative = f"LocalUpload/{content_hash(source, exclude=self.root)[:32]}/{source.name}"
         target = self.datastore_dir() / relative
         if not target.exists():
-            staging = target.parent / f".{source.name}.partial"
-            shutil.rmtree(staging, ignore_errors=True)
+            # a staging name of its own: two processes may upload the same content at once (e.g. both importing
+            # a version from the MLflow registry), and the first rename wins
+            staging = target.parent / f".{source.name}.{uuid.uuid4().hex}.partial"
             staging.parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():
                 shutil.copytree(source, staging, ignore=copy_ignore(exclude=self.root))
             else:
                 shutil.copy2(source, staging)
-            staging.rename(target)
+            try:
+                staging.rename(target)
+            except OSError:
+                if not target.exists():
+                    raise
+                shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
         return f"azureml://datastores/{DEFAULT_DATASTORE}/paths/{relative}"
 
     def resolve_uri(self, uri: str) -> Path:

@@ -24,7 +24,7 @@ from localml.automl.featurization import (
     FeaturizationPlan, as_records, check_training_table, drop_missing_target, plan_featurization,
 )
 from localml.automl.metrics import classification_metrics, loss, regression_metrics
-from localml.automl.settings import CLASSIFICATION_ALGORITHMS, REGRESSION_ALGORITHMS, AutoMLSettings
+from localml.automl.settings import AutoMLSettings, algorithm_table
 from localml.mltable import load_mltable
 from localml.tracking import Tracking
 
@@ -169,7 +169,7 @@ def read_trials(log_file: Path, started: float) -> list[dict]:
 
 def record_child_runs(tracking: Tracking, parent: str, experiment_id: str, trials: list[dict], settings: AutoMLSettings) -> dict:
     """One MLflow run per trial, named ``<parent>_<n>`` like Azure's child runs; returns the best trial."""
-    names = {v: k for k, v in (CLASSIFICATION_ALGORITHMS if settings.task == "classification" else REGRESSION_ALGORITHMS).items()}
+    names = {v: k for k, v in algorithm_table(settings.task).items()}
     client = tracking.client
     best = min(trials, key=lambda t: t["validation_loss"])
     for number, trial in enumerate(trials):
@@ -198,8 +198,9 @@ def _metric_entities(values: dict, timestamp: float):
 
 def _param_entities(values: dict):
     from mlflow.entities import Param
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-    return [Param(k, str(v)[:500]) for k, v in values.items()]
+    return [Param(k, str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in values.items()]
 
 
 def save_model(model, sample: pd.DataFrame, folder: Path) -> None:
@@ -285,6 +286,10 @@ def main(argv: list[str] | None = None) -> None:
         data, test = train_test_split(data, test_size=settings.test_data_size, random_state=RANDOM_STATE)
         log(f"held out {len(test)} rows ({settings.test_data_size:.0%}) as test data")
     method = validation_method(settings, len(data), validation is not None)
+    tracking = Tracking.for_uri(os.environ["MLFLOW_TRACKING_URI"])
+    parent = os.environ["MLFLOW_RUN_ID"]
+    # logged once the validation scheme is chosen, so the run shows the folds or holdout the search used
+    tracking.client.log_batch(parent, params=_param_entities({**settings.mlflow_params(), "validation": method}))
     plan = plan_featurization(data, settings, method)
     for guardrail in plan.guardrails:
         log(f"guardrail {guardrail.name}: {guardrail.status}. {guardrail.description}")
@@ -299,8 +304,6 @@ def main(argv: list[str] | None = None) -> None:
     search_started = time.time()
     automl = search.run(max(budget, 1.0), log_file)
 
-    tracking = Tracking.for_uri(os.environ["MLFLOW_TRACKING_URI"])
-    parent = os.environ["MLFLOW_RUN_ID"]
     trials = read_trials(log_file, search_started)
     best = record_child_runs(tracking, parent, os.environ["MLFLOW_EXPERIMENT_ID"], trials, settings)
     log(f"{len(trials)} trials; best: {best['run_id']} ({best['algorithm']}), "

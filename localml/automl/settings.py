@@ -6,6 +6,7 @@ own round trip), so every name is compared in a normalized form.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError
@@ -53,6 +54,11 @@ COLUMN_PURPOSES = ("Numeric", "Categorical", "Ignore")
 DEFAULT_TIMEOUT_MINUTES = 15.0
 
 
+def algorithm_table(task: str) -> dict[str, str]:
+    """Azure's algorithm names -> FLAML's estimators, for ``task``."""
+    return CLASSIFICATION_ALGORITHMS if task == "classification" else REGRESSION_ALGORITHMS
+
+
 def normalize(name: str) -> str:
     return str(name).replace("_", "").replace("-", "").lower()
 
@@ -89,6 +95,10 @@ class AutoMLSettings:
     explain: bool = False
     weight_column: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # as the job gave them (Azure's names), for the record: ``estimators`` is what runs
+    allowed_algorithms: list[str] = field(default_factory=list)
+    blocked_algorithms: list[str] = field(default_factory=list)
+    max_concurrent_trials: int | None = None
 
     @property
     def maximize(self) -> bool:
@@ -96,6 +106,44 @@ class AutoMLSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def mlflow_params(self) -> dict[str, str]:
+        """The settings as MLflow parameters of the AutoML parent run, under the Azure SDK's names (unset ones left out)."""
+        names = {estimator: name for name, estimator in algorithm_table(self.task).items()}
+        values = {
+            "task_type": self.task,
+            "primary_metric": self.primary_metric,
+            "target_column_name": self.target_column,
+            "weight_column_name": self.weight_column,
+            "timeout_minutes": self.timeout_seconds / 60,
+            "trial_timeout_minutes": None if self.trial_timeout_seconds is None else self.trial_timeout_seconds / 60,
+            "max_trials": self.max_trials,
+            "max_concurrent_trials": self.max_concurrent_trials,
+            "enable_early_termination": self.early_termination,
+            "exit_score": self.exit_score,
+            "allowed_training_algorithms": self.allowed_algorithms,
+            "blocked_training_algorithms": self.blocked_algorithms,
+            "training_algorithms": [names.get(estimator, estimator) for estimator in self.estimators],
+            "n_cross_validations": self.n_cross_validations,
+            "validation_data_size": self.validation_data_size,
+            "test_data_size": self.test_data_size,
+            "featurization": self.featurization,
+            "blocked_transformers": self.blocked_transformers,
+            "column_name_and_types": self.column_purposes,
+            "enable_stack_ensemble": self.stack_ensemble,
+            "enable_model_explainability": self.explain,
+        }
+        return {key: _param_text(value) for key, value in values.items() if value is not None and value != [] and value != {}}
+
+
+def _param_text(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def settings_from_job(job) -> AutoMLSettings:
@@ -112,11 +160,14 @@ def settings_from_job(job) -> AutoMLSettings:
         raise LocalMLValidationError("The AutoML job has no target_column_name: name the column to predict.")
     if getattr(job, "cv_split_column_names", None):
         raise UnsupportedFeatureError("cv_split_column_names", "Use n_cross_validations or validation data.")
+    allowed, blocked = _algorithms(job.training, task)
     settings = AutoMLSettings(
         task=task,
         target_column=job.target_column_name,
         primary_metric=primary_metric,
-        estimators=_estimators(job.training, task),
+        estimators=_estimators(allowed, blocked, task),
+        allowed_algorithms=allowed,
+        blocked_algorithms=blocked,
         n_cross_validations=_cross_validations(job.n_cross_validations),
         validation_data_size=job.validation_data_size,
         test_data_size=job.test_data_size,
@@ -135,13 +186,17 @@ def settings_from_job(job) -> AutoMLSettings:
     return settings
 
 
-def _estimators(training, task: str) -> list[str]:
-    table = CLASSIFICATION_ALGORITHMS if task == "classification" else REGRESSION_ALGORITHMS
-    unavailable = UNAVAILABLE_CLASSIFICATION_ALGORITHMS if task == "classification" else UNAVAILABLE_REGRESSION_ALGORITHMS
-    known = (*table, *unavailable)
+def _algorithms(training, task: str) -> tuple[list[str], list[str]]:
+    """The allowed and the blocked algorithms, in Azure's spelling."""
+    known = (*algorithm_table(task), *_unavailable(task))
     allowed = [canonical(a, known, f"{task} algorithm") for a in (getattr(training, "allowed_training_algorithms", None) or [])]
-    blocked = {canonical(a, known, f"{task} algorithm") for a in (getattr(training, "blocked_training_algorithms", None) or [])}
-    missing = [a for a in allowed if a in unavailable]
+    blocked = [canonical(a, known, f"{task} algorithm") for a in (getattr(training, "blocked_training_algorithms", None) or [])]
+    return allowed, blocked
+
+
+def _estimators(allowed: list[str], blocked: list[str], task: str) -> list[str]:
+    table = algorithm_table(task)
+    missing = [a for a in allowed if a in _unavailable(task)]
     if missing:
         raise UnsupportedFeatureError(
             f"the {task} algorithm(s) {', '.join(missing)}", f"Allow any of: {', '.join(table)}."
@@ -150,6 +205,10 @@ def _estimators(training, task: str) -> list[str]:
     if not chosen:
         raise LocalMLValidationError("Every training algorithm is blocked: allow at least one.")
     return [table[a] for a in chosen]
+
+
+def _unavailable(task: str) -> tuple[str, ...]:
+    return UNAVAILABLE_CLASSIFICATION_ALGORITHMS if task == "classification" else UNAVAILABLE_REGRESSION_ALGORITHMS
 
 
 def _cross_validations(value) -> int | None:
@@ -177,6 +236,7 @@ def _apply_limits(settings: AutoMLSettings, limits) -> None:
     if limits.enable_early_termination is not None:
         settings.early_termination = bool(limits.enable_early_termination)
     settings.exit_score = limits.exit_score
+    settings.max_concurrent_trials = limits.max_concurrent_trials
     if (limits.max_concurrent_trials or 1) > 1:
         settings.warnings.append(
             f"max_concurrent_trials={limits.max_concurrent_trials}: localml runs trials one at a time, each using every core."

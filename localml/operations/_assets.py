@@ -25,6 +25,17 @@ class VersionedAssetOperations:
     def _to_entity(self, record: dict) -> Any:
         raise NotImplementedError
 
+    # Hooks for an asset kind with a second home (models: the MLflow registry). _adding and _changed run inside
+    # the catalog transaction that makes the change, so the second home sees changes in the catalog's order.
+    def _refresh(self, name: str | None) -> None:
+        """Bring in versions of ``name`` (every name when None) that were made elsewhere, before a read."""
+
+    def _adding(self, name: str, version: str, record: dict) -> None:
+        """A new version is about to be stored; raising rolls its registration back."""
+
+    def _changed(self, record: dict) -> None:
+        """A stored version's description, tags, stage or archived flag changed (``record`` as now stored)."""
+
     def _register(self, name: str | None, version: str | None, record: dict) -> dict:
         """Store ``record`` as ``name:version`` (next number when version is None) and return it.
 
@@ -50,11 +61,14 @@ class VersionedAssetOperations:
                     if _same_content(existing, _without(record, MUTABLE_FIELDS)):
                         stored = {**_without(existing, CATALOG_FIELDS), **{k: record[k] for k in MUTABLE_FIELDS if k in record}}
                         self._catalog.update_asset(db, self.kind, name, version, stored)
-                        return self._catalog.get_asset(self.kind, name, version, db=db)
+                        updated = self._catalog.get_asset(self.kind, name, version, db=db)
+                        self._changed(updated)
+                        return updated
                     raise LocalMLValidationError(
                         f"{self.title} '{name}' version '{version}' already exists with other content, and a version "
                         "never changes (only its description, tags and stage may). Register a new version (omit version to take the next number)."
                     )
+            self._adding(name, version, record)
             self._catalog.insert_asset(db, self.kind, name, version, record)
         return self._catalog.get_asset(self.kind, name, version)
 
@@ -65,6 +79,7 @@ class VersionedAssetOperations:
             raise LocalMLValidationError(f"Give a version or label='latest' to get {self.title} '{name}'.")
         if label is not None and label != "latest":
             raise LocalMLValidationError(f"Unknown label '{label}' for {self.title} '{name}': localml knows only 'latest'.")
+        self._refresh(name)
         record = self._catalog.get_asset(self.kind, name, None if label else str(version))
         if record is None:
             known = [r["version"] for r in self._catalog.list_assets(self.kind, name)]
@@ -85,6 +100,7 @@ class VersionedAssetOperations:
 
     def list(self, name: str | None = None) -> Iterator[Any]:
         """Every version of ``name``; without a name, the latest version of each asset (as Azure lists containers)."""
+        self._refresh(name)
         records = self._catalog.list_assets(self.kind, name)
         if name is None:
             latest = {r["name"]: r for r in records}
@@ -100,8 +116,15 @@ class VersionedAssetOperations:
     def _set_archived(self, name: str, version: str | None, label: str | None, archived: bool) -> None:
         if label is not None:
             version = self._get_record(name, label=label)["version"]
-        if self._catalog.set_archived(self.kind, name, None if version is None else str(version), archived) == 0:
-            raise not_found(self.title, name, version)
+        else:
+            self._refresh(name)
+        version = None if version is None else str(version)
+        with self._catalog.transaction() as db:
+            if self._catalog.set_archived(db, self.kind, name, version, archived) == 0:
+                raise not_found(self.title, name, version)
+            for record in self._catalog.list_assets(self.kind, name, include_archived=True, db=db):
+                if version in (None, record["version"]):
+                    self._changed(record)
 
 
 def file_asset_fields(record: dict) -> dict:

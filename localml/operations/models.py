@@ -1,22 +1,43 @@
-"""``ml_client.models``: model versions registered from local folders, job outputs or MLflow runs."""
+"""``ml_client.models``: model versions registered from local folders, job outputs or MLflow runs.
+
+The workspace's MLflow model registry holds the same versions (see ``localml.registry``): a version
+registered here is there too, and one registered with ``mlflow.register_model`` is imported here.
+"""
 
 from __future__ import annotations
 
+import logging
 import shutil
+import tempfile
 from pathlib import Path
 
 from azure.ai.ml.entities import Model
+from azure.core.exceptions import ResourceNotFoundError
 
 from localml.errors import LocalMLValidationError
 from localml.operations._assets import VersionedAssetOperations, check_type, file_asset_fields
 from localml.references import JobArtifactPath, JobOutputPath, parse_azureml_uri
+from localml.registry import ModelRegistry, RegistryVersion, catalog_stage, mlflow_stage, registry_number
 
 MODEL_TYPES = ("mlflow_model", "custom_model")
+#: How often a registration takes the next number again after MLflow handed that number out meanwhile.
+NUMBERING_ATTEMPTS = 5
+
+logger = logging.getLogger(__name__)
+
+
+class _NumberTaken(Exception):
+    """MLflow's registry gave the number to another registration between our look and our claim."""
 
 
 class ModelOperations(VersionedAssetOperations):
     kind = "model"
     title = "Model"
+
+    def __init__(self, workspace):
+        super().__init__(workspace)
+        self._registry = ModelRegistry(workspace.tracking)
+        self._unimportable: set[tuple[str, str]] = set()
 
     def create_or_update(self, model: Model) -> Model:
         """Register ``model``; its files are copied in, so the version keeps them even if the source goes away.
@@ -45,7 +66,16 @@ class ModelOperations(VersionedAssetOperations):
             "properties": dict(model.properties or {}),
             "stage": model.stage,
         }
-        return self._to_entity(self._register(model.name, model.version, record))
+        for _ in range(NUMBERING_ATTEMPTS):
+            self._refresh(model.name)
+            try:
+                return self._to_entity(self._register(model.name, model.version, record))
+            except _NumberTaken:
+                continue  # the refresh brings in the version that took the number, and the next number is free
+        raise RuntimeError(
+            f"Model '{model.name}': MLflow's registry handed out the next version number {NUMBERING_ATTEMPTS} times "
+            "while this registration took it; try again."
+        )
 
     def download(self, name: str, version: str, download_path: str | Path = ".") -> None:
         """Copy the version's files to ``<download_path>/<name>/`` (a folder model keeps its folder's name), as Azure does."""
@@ -56,6 +86,85 @@ class ModelOperations(VersionedAssetOperations):
         else:
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy2(stored, target / stored.name)
+
+    # -- the MLflow registry ---------------------------------------------------------------
+    def _refresh(self, name: str | None) -> None:
+        """Import the versions registered through MLflow; mirror the catalog's that MLflow lacks.
+
+        When nothing is new this is two small SQLite reads and no MLflow import. The catalog is read first:
+        a registration claims its number in MLflow before it stores the version here, so reading in this order
+        never mistakes one in flight for a version MLflow lacks.
+        """
+        stored = {(r["name"], r["version"]): r for r in self._catalog.list_assets(self.kind, name, include_archived=True)}
+        held = self._registry.numbers(name)
+        for key, ready in held.items():
+            if ready and key not in stored and key not in self._unimportable:
+                self._import(*key)
+        for key, record in stored.items():
+            if key not in held and registry_number(key[1]) is not None:
+                self._registry.claim(self._registry_version(record, record["archived"]))
+
+    def _adding(self, name: str, version: str, record: dict) -> None:
+        if registry_number(version) is None:
+            return
+        if not self._registry.claim(self._registry_version({**record, "name": name, "version": version}, archived=False)):
+            raise _NumberTaken(f"{name}:{version}")
+
+    def _changed(self, record: dict) -> None:
+        if registry_number(record["version"]) is not None:
+            self._registry.update(self._registry_version(record, record["archived"]))
+
+    def _registry_version(self, record: dict, archived: bool) -> RegistryVersion:
+        return RegistryVersion(
+            name=record["name"],
+            number=int(record["version"]),
+            source=self._workspace.resolve_uri(record["path"]).as_uri(),
+            run_id=record.get("job_name"),
+            description=record.get("description"),
+            tags={str(k): str(v) for k, v in (record.get("tags") or {}).items()},
+            stage=mlflow_stage(record.get("stage"), archived),
+        )
+
+    def _import(self, name: str, version: str) -> None:
+        """Store a version registered through MLflow, its files copied in as a registration copies them."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found, files_uri = self._registry.read(name, version)
+            with tempfile.TemporaryDirectory() as scratch:
+                files = self._files(files_uri, Path(scratch))
+                stored_path = self._workspace.upload(files)
+                model_type = "mlflow_model" if (files / "MLmodel").is_file() else "custom_model"
+        except (MlflowException, OSError, LocalMLValidationError, ResourceNotFoundError) as error:
+            # skipped, not raised: one broken version in MLflow must not break every read of the catalog
+            logger.warning("Model %s:%s in the MLflow registry cannot be imported: %s", name, version, error)
+            self._unimportable.add((name, version))
+            return
+        stage, archived = catalog_stage(found.current_stage)
+        record = {
+            "path": stored_path,
+            "type": model_type,
+            "job_name": found.run_id or None,
+            "description": found.description or None,
+            "tags": dict(found.tags),
+            "properties": {},
+            "stage": stage,
+        }
+        with self._catalog.transaction() as db:
+            if self._catalog.get_asset(self.kind, name, version, db=db) is None:  # another process may have been first
+                self._catalog.insert_asset(db, self.kind, name, version, record, archived=archived)
+
+    def _files(self, uri: str, scratch: Path) -> Path:
+        """The local folder (or file) behind an MLflow model version's files."""
+        import mlflow.artifacts
+        from mlflow.utils.file_utils import local_file_uri_to_path
+        from mlflow.utils.uri import is_local_uri
+
+        if uri.startswith("runs:/"):
+            return self._workspace.resolve_uri(uri)
+        if is_local_uri(uri):
+            return Path(local_file_uri_to_path(uri)).resolve()
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(scratch), tracking_uri=self._workspace.tracking.uri))
 
     def _to_entity(self, record: dict) -> Model:
         model = Model(**file_asset_fields(record), stage=record.get("stage"))

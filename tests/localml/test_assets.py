@@ -222,6 +222,13 @@ def test_model_from_a_training_job_output_and_from_its_run(ml_client, tmp_path, 
         assert (local(ml_client, model.path) / "MLmodel").is_file()
     # both name the same files
     assert from_job.path == from_run.path
+    # and the workspace's MLflow registry holds both, linked to the job's run
+    from mlflow.tracking import MlflowClient
+
+    registry = MlflowClient(tracking_uri=ml_client.mlflow_tracking_uri, registry_uri=ml_client.mlflow_tracking_uri)
+    for model in (from_job, from_run):
+        version = registry.get_model_version(model.name, model.version)
+        assert (version.run_id, version.source) == (job.name, local(ml_client, model.path).as_uri())
 
     import mlflow.pyfunc
     import pandas as pd

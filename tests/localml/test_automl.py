@@ -180,6 +180,15 @@ def test_classification_job_end_to_end(automl_jobs, helpers, tmp_path):
     assert parent.data.metrics["AUC_weighted"] == pytest.approx(best_child.data.metrics["AUC_weighted"])
     assert 0.5 < parent.data.metrics["test_AUC_weighted"] <= 1.0
     assert parent.data.tags["automl_best_child_run_id"] == best_run_id
+    # and the job's settings as parameters, under the Azure SDK's names (10,000 rows less 30%: 3 folds chosen)
+    assert {k: v for k, v in parent.data.params.items() if k != "validation"} == {
+        "task_type": "classification", "primary_metric": "AUC_weighted", "target_column_name": "Diabetic",
+        "timeout_minutes": "1", "max_trials": "3", "enable_early_termination": "True",
+        "allowed_training_algorithms": "LightGBM", "training_algorithms": "LightGBM",
+        "n_cross_validations": "3", "test_data_size": "0.3", "featurization": "auto",
+        "enable_stack_ensemble": "False", "enable_model_explainability": "True",
+    }
+    assert parent.data.params["validation"] == "3-fold cross-validation on 7000 rows."
 
     # as on Azure, the best run holds its model and the model's generated training script; the job keeps
     # the 30% of rows it held out, so a refined model can be scored on the very same rows
@@ -210,6 +219,7 @@ def test_classification_job_end_to_end(automl_jobs, helpers, tmp_path):
         Model(path=f"azureml://jobs/{name}/outputs/best_model", type="mlflow_model", name="diabetes-automl")
     )
     assert model.version == "1" and model.job_name == name
+    assert mlflow_client(client).get_model_version("diabetes-automl", "1").run_id == name  # in the MLflow registry too
     import mlflow.pyfunc
 
     loaded = mlflow.pyfunc.load_model(str(client._workspace.resolve_uri(model.path)))
@@ -425,6 +435,25 @@ def test_settings_blocked_algorithms_and_ensembles():
     settings = settings_from_job(plain)
     assert settings.estimators == list(CLASSIFICATION_ALGORITHMS.values())
     assert settings.stack_ensemble and settings.warnings == []
+
+
+def test_settings_become_mlflow_parameters_under_the_azure_sdk_names():
+    job = automl.regression(training_data=Input(type="mltable", path=str(DIABETES_DIR)), target_column_name="Age",
+                            primary_metric="r2_score", validation_data_size=0.2, weight_column_name="BMI")
+    job.set_limits(timeout_minutes=2.5, trial_timeout_minutes=1, max_trials=7, max_concurrent_trials=2,
+                   enable_early_termination=False, exit_score=0.9)
+    job.set_training(blocked_training_algorithms=["LightGBM", "DecisionTree"], enable_stack_ensemble=True)
+    job.set_featurization(mode="custom", column_name_and_types={"Pregnancies": "Categorical"}, blocked_transformers=["LabelEncoder"])
+    assert settings_from_job(job).mlflow_params() == {
+        "task_type": "regression", "primary_metric": "r2_score", "target_column_name": "Age", "weight_column_name": "BMI",
+        "timeout_minutes": "2.5", "trial_timeout_minutes": "1", "max_trials": "7", "max_concurrent_trials": "2",
+        "enable_early_termination": "False", "exit_score": "0.9",
+        "blocked_training_algorithms": "LightGBM, DecisionTree",
+        "training_algorithms": "ElasticNet, LassoLars, SGD, KNN, RandomForest, ExtremeRandomTrees, GradientBoosting, XGBoostRegressor",
+        "validation_data_size": "0.2", "featurization": "auto", "blocked_transformers": "LabelEncoder",
+        "column_name_and_types": '{"Pregnancies": "Categorical"}', "enable_stack_ensemble": "True",
+        "enable_model_explainability": "False",
+    }
 
 
 def test_settings_limits():
