@@ -124,11 +124,9 @@ def down(stack: Stack = Stack()) -> int:
             continue
         try:
             os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _alive(pid):
+            if not _ended(pid, STOP_TIMEOUT):
                 os.killpg(pid, signal.SIGKILL)
+                _ended(pid, STOP_TIMEOUT)  # a killed process still takes a moment to go, on a busy machine
         except ProcessLookupError:
             pass
         (stack.state / f"{name}.pid").unlink(missing_ok=True)
@@ -162,6 +160,13 @@ def _pid(state: Path, name: str) -> int | None:
         path.unlink(missing_ok=True)
         return None
     return pid
+
+
+def _ended(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
