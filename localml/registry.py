@@ -31,6 +31,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from localml.store import immediate_transaction
 from localml.tracking import Tracking
 
 #: The stage MLflow gives a deleted version: it keeps the row, so the number is never handed out again.
@@ -145,13 +146,8 @@ class ModelRegistry:
             self._tracking.registry_store  # MLflow makes its tables (and records their schema version) on first use
         with closing(sqlite3.connect(self._db, timeout=60, isolation_level=None)) as db:
             db.execute("PRAGMA foreign_keys = ON")
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(db):
                 yield db
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
     def _has_tables(self) -> bool:
         return self._db.exists() and bool(self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'model_versions'"))

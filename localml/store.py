@@ -67,14 +67,8 @@ class Catalog:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """An immediate (write-locked) transaction, so read-then-write steps do not race."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._connect() as db, immediate_transaction(db):
+            yield db
 
     @property
     def workspace_id(self) -> str:
@@ -227,3 +221,15 @@ def _job_row(row: sqlite3.Row) -> dict:
     job["spec"] = json.loads(job["spec"])
     job["record"] = json.loads(job["record"])
     return job
+
+
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """Take SQLite's write lock up front, so no other writer slips in between a read and the write it decides."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
