@@ -146,7 +146,7 @@ def run_sweep(client, label: str, job, verbose: bool) -> SweepResult:
 def sampler_in_use(budget: int) -> str:
     """The Optuna sampler localml's make_sampler gives a bayesian sweep over SPACE right now."""
     try:
-        from localml.sweep.space import SearchSpace, make_sampler
+        from amlkit.sweep.space import SearchSpace, make_sampler
 
         space = {name: {"type": "choice", "values": values} for name, values in SPACE.items()}
         sampler = make_sampler("bayesian", None, SearchSpace(space, "bayesian"), max_total_trials=budget)

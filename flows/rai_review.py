@@ -20,9 +20,9 @@ from prefect import flow
 from pydantic import BaseModel, Field, model_validator
 
 from flows.parameters import FlowParameters
-from localml.automl.metrics import CLASSIFICATION_METRIC_NAMES, REGRESSION_METRIC_NAMES
 from tasks.compute import ComputeSpec, cluster_name, ensure_compute
 from tasks.data import DataSpec, register_data
+from tasks.evaluation import metric_names
 from tasks.jobs import InputSpec, submit_job, wait_for_job
 from tasks.models import resolve_model, tag_model_version
 from tasks.rai import (
@@ -74,7 +74,7 @@ class RAIReviewParameters(FlowParameters):
 
     @model_validator(mode="after")
     def _check(self) -> "RAIReviewParameters":
-        known = CLASSIFICATION_METRIC_NAMES if self.task_type == "classification" else REGRESSION_METRIC_NAMES
+        known = metric_names(self.task_type)
         if self.thresholds.primary_metric_threshold is not None and self.thresholds.primary_metric not in known:
             raise ValueError(f"thresholds.primary_metric '{self.thresholds.primary_metric}' is not a {self.task_type} metric; use one of: {', '.join(known)}.")
         if self.thresholds.max_fairness_gap is not None and not self.cohort_features:

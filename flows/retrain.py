@@ -15,7 +15,7 @@ import json
 from typing import Any, Literal
 
 from prefect import flow
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from flows.baseline import BaselineParameters, baseline
 from flows.parameters import FlowParameters

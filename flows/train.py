@@ -9,13 +9,26 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow
-from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 from flows.parameters import FlowParameters
-from localml.references import is_local_path
 from tasks.compute import ComputeSpec, cluster_name, ensure_compute
-from tasks.data import DataRef, DataSpec, register_data
-from tasks.jobs import CommandJobSpec, InputSpec, SubmittedJob, job_metrics, submit_job, wait_for_job
+from tasks.data import DataRef, DataSpec, check_data_path, register_data
+from tasks.jobs import (
+    CommandJobSpec,
+    InputSpec,
+    SubmittedJob,
+    job_metrics,
+    submit_job,
+    wait_for_job,
+)
 from tasks.models import ModelSpec, register_model
 from tasks.reports import publish_training_summary
 from tasks.scripts import check_arguments
@@ -54,8 +67,7 @@ class TrainParameters(FlowParameters):
         script = Path(self.script)
         if not script.is_file():
             raise ValueError(f"Training script '{self.script}' not found (looked in {Path.cwd()}). Give the path of a .py file.")
-        if is_local_path(self.data) and not Path(self.data).exists():
-            raise ValueError(f"Data path '{self.data}' not found (looked in {Path.cwd()}). Give a file or folder, or azureml:<name>:<version>.")
+        check_data_path(self.data)
         if self.command is None:
             check_arguments(script, {self.data_argument: "path", **dict.fromkeys(self.more_data, "path"), **self.script_inputs()})
         self.job_spec("azureml:validation:1")  # an ${{inputs.x}} the job lacks fails here, before any job

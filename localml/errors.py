@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from azure.ai.ml.exceptions import ErrorCategory, ValidationException
 from azure.core.exceptions import ResourceNotFoundError
 
+from amlkit.errors import SpecError, UnsupportedFeatureError
 
-class LocalMLValidationError(ValidationException, ValueError):
-    """A spec that cannot run; the message says what to change (a ValueError too, as scikit-learn raises)."""
+#: localml's name for a spec that cannot run (users of earlier versions catch it by this name).
+LocalMLValidationError = SpecError
 
-    def __init__(self, message: str):
-        super().__init__(message=message, no_personal_data_message=message, error_category=ErrorCategory.USER_ERROR)
-
-
-class UnsupportedFeatureError(LocalMLValidationError, NotImplementedError):
-    """A feature of Azure ML that localml does not implement."""
-
-    def __init__(self, feature: str, hint: str = ""):
-        super().__init__(f"localml does not support {feature}." + (f" {hint}" if hint else ""))
+__all__ = ["LocalMLValidationError", "UnsupportedFeatureError", "not_found"]
 
 
 def not_found(kind: str, name: str, version: str | None = None, known: list[str] | None = None) -> ResourceNotFoundError:

@@ -7,8 +7,13 @@ import shutil
 import uuid
 from pathlib import Path
 
-from localml.hashing import content_hash, copy_ignore
-from localml.references import DatastorePath, JobArtifactPath, JobOutputPath, parse_azureml_uri
+from amlkit.hashing import content_hash, copy_ignore
+from amlkit.references import (
+    DatastorePath,
+    JobArtifactPath,
+    JobOutputPath,
+    parse_azureml_uri,
+)
 from localml.store import Catalog
 from localml.tracking import Tracking
 

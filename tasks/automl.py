@@ -17,7 +17,7 @@ from typing import Any, Literal
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field, model_validator
 
-from localml.automl.settings import (
+from amlkit.automl.settings import (
     CLASSIFICATION_ALGORITHMS,
     CLASSIFICATION_METRICS,
     MINIMIZED_METRICS,
@@ -25,7 +25,7 @@ from localml.automl.settings import (
     REGRESSION_METRICS,
     canonical,
 )
-from localml.references import parse_asset_reference
+from amlkit.references import parse_asset_reference
 from tasks.jobs import InputSpec, JobSpec
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import download_run_artifact, get_client, tracking_client
@@ -230,10 +230,10 @@ def check_training_data(path: str, target_column: str, task: str) -> None:
 
     Data already in a workspace (``azureml:...``) is checked by the workspace at submission.
     """
-    from localml.automl.featurization import check_training_table
-    from localml.automl.settings import AutoMLSettings
-    from localml.mltable import load_mltable
-    from localml.references import is_local_path
+    from amlkit.automl.featurization import check_training_table
+    from amlkit.automl.settings import AutoMLSettings
+    from amlkit.mltable import load_mltable
+    from amlkit.references import is_local_path
 
     if not is_local_path(path):
         return
@@ -306,7 +306,7 @@ def generated_training_code(workspace: str, automl_job: str, folder: str = "gene
         code.hyperparameters   # {"learning_rate": 0.057, "num_leaves": 4, ...}
         ```
     """
-    from localml.automl.codegen import FOLDER, SCRIPT_FILE, ENVIRONMENT_FILE
+    from amlkit.automl.generated_code import ENVIRONMENT_FILE, FOLDER, SCRIPT_FILE
 
     client = get_client(workspace)
     job = client.jobs.get(automl_job)

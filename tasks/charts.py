@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from localml.plots import new_figure, png
+from amlkit.plots import new_figure, png
 from tasks.sweep import SweepResult
 
 

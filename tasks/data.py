@@ -8,10 +8,10 @@ from typing import Any, Literal
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
-from localml.hashing import content_hash
-from localml.references import parse_asset_reference
+from amlkit.hashing import content_hash
+from amlkit.references import is_local_path, parse_asset_reference
 from tasks.retries import TRANSIENT_RETRIES
-from tasks.workspace import get_client
+from tasks.workspace import get_client, is_local_client
 
 CONTENT_HASH_TAG = "amlflows.content_hash"
 
@@ -102,17 +102,28 @@ def _asset_version(client: Any, reference: str) -> DataRef:
     return DataRef(name=asset.name, version=asset.version, type=str(asset.type))
 
 
+def check_data_path(path: str) -> None:
+    """A local data path must exist; references and URIs are the workspace's to check.
+
+    Example:
+        ```python
+        check_data_path("examples/data/diabetes.csv")   # raises ValueError if the file is missing
+        ```
+    """
+    if is_local_path(path) and not Path(path).exists():
+        raise ValueError(f"Data path '{path}' not found (looked in {Path.cwd()}). Give a file or folder, or azureml:NAME:VERSION.")
+
+
 def read_table(client: Any, source: str) -> Any:
     """The rows of a local MLTable folder, or (on localml) of an ``azureml:<name>:<version>`` / ``@latest`` asset.
 
     On Azure, reading an asset needs Azure's ``mltable`` package and credentials in this process: a review takes
     local folders there (and registers them); drift monitoring does not run on Azure yet.
     """
-    from localml import LocalMLClient
-    from localml.mltable import load_mltable
+    from amlkit.mltable import load_mltable
 
     if source.startswith("azureml:"):
-        if not isinstance(client, LocalMLClient):
+        if not is_local_client(client):
             raise ValueError(
                 f"'{source}': reading an Azure data asset in this process needs Azure's mltable package and "
                 "credentials, which amlflows does not set up yet. Give a local MLTable folder where the flow takes one "

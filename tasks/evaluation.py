@@ -14,12 +14,27 @@ import numpy as np
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
-from localml.automl.metrics import LOWER_IS_BETTER
-from localml.automl.settings import MINIMIZED_METRICS
+from amlkit.automl.settings import MINIMIZED_METRICS
+from amlkit.metrics import (
+    CLASSIFICATION_METRIC_NAMES,
+    LOWER_IS_BETTER,
+    REGRESSION_METRIC_NAMES,
+)
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import download_run_artifact
 
 RegistrationRule = Literal["at_least_as_good", "better", "always"]
+
+
+def metric_names(task_type: str) -> list[str]:
+    """Azure's primary metric names for a task type (``classification`` or ``regression``).
+
+    Example:
+        ```python
+        "AUC_weighted" in metric_names("classification")   # True
+        ```
+    """
+    return list(CLASSIFICATION_METRIC_NAMES if task_type == "classification" else REGRESSION_METRIC_NAMES)
 
 
 class RunArtifact(BaseModel):
@@ -79,7 +94,7 @@ def compare_models(
     import mlflow.sklearn
     import pandas as pd
 
-    from localml.automl.metrics import classification_metrics, regression_metrics
+    from amlkit.metrics import classification_metrics, regression_metrics
     from tasks.charts import prediction_chart, roc_chart
 
     def download(artifact: RunArtifact, staging: str) -> Path:

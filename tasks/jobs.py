@@ -20,11 +20,18 @@ from typing import Any, Literal
 from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
-from localml.execution.command import check_placeholders
-from localml.hashing import content_hash
-from localml.references import is_local_path
+from amlkit.hashing import content_hash
+from amlkit.placeholders import check_placeholders
+from amlkit.references import is_local_path
 from tasks._stdout import lines_printed_by_this_thread
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, tracking_client, workspace_identity

@@ -10,11 +10,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
-from localml.hashing import content_hash
-from localml.references import is_local_path, parse_asset_reference
+from amlkit.hashing import content_hash
+from amlkit.references import is_local_path, parse_asset_reference
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, workspace_identity
-
 
 #: The tag (``champion=true``) that marks the version in service; ``azureml:<name>@champion`` names it.
 CHAMPION = "champion"

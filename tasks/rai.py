@@ -18,8 +18,8 @@ import yaml
 from prefect import get_run_logger, task
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from localml.rai.scorecard import Thresholds, judged_insights, scorecard
-from localml.references import parse_asset_reference
+from amlkit.rai.scorecard import Thresholds, judged_insights, scorecard
+from amlkit.references import parse_asset_reference
 from tasks.data import read_table
 from tasks.jobs import InputSpec, JobSpec
 from tasks.retries import TRANSIENT_RETRIES
@@ -236,14 +236,14 @@ def check_review_inputs(
                             "Diabetic", "classification", ["BMI"], ["Age"], [])
         ```
     """
-    from localml.errors import LocalMLValidationError
+    from amlkit.errors import SpecError
 
     with tempfile.TemporaryDirectory(prefix="rai-check-") as folder:
         try:
             review = _load_review(workspace, model, data, target_column, task_type, categorical_features, Path(folder))
             review.check_features(treatment_features, "Treatment feature")
             review.check_features(cohort_features, "Cohort feature")
-        except LocalMLValidationError as error:
+        except SpecError as error:
             raise ValueError(f"Review of {model}: {error}") from None
     return {"features": review.features, "train_rows": len(review.train), "test_rows": len(review.test)}
 
@@ -314,7 +314,7 @@ def review_score(checks: list[dict[str, Any]], metric: str) -> float:
 
 def write_dashboard(insights: dict[str, Any], verdict: ReviewVerdict, title: str, folder: Path) -> Path:
     """The review's dashboard page with the verdict on it, and the insights with the verdict beside it."""
-    from localml.rai import dashboard
+    from amlkit.rai import dashboard
 
     judged = {**insights, "scorecard": verdict.model_dump()}
     folder.mkdir(parents=True, exist_ok=True)
@@ -325,7 +325,7 @@ def write_dashboard(insights: dict[str, Any], verdict: ReviewVerdict, title: str
 def _load_review(
     workspace: str, model: str, data: ReviewData, target: str, task_type: str, categorical: list[str], folder: Path, max_test_rows: int = 5000
 ) -> Any:
-    from localml.rai.review import build_review
+    from amlkit.rai.review import build_review
 
     reference = parse_asset_reference(model)
     client = get_client(workspace)

@@ -12,9 +12,8 @@ from typing import Any, Literal
 from prefect import task
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from localml.sweep.policies import EarlyTermination
-from localml.sweep.space import SearchSpace
-from localml.sweep.submit import parameter_names, referenced_parameters
+from amlkit.sweep.policies import EarlyTermination
+from amlkit.sweep.space import SearchSpace, parameter_names, referenced_parameters
 from tasks.jobs import CommandJobSpec, InputSpec, JobSpec
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, tracking_client
@@ -33,7 +32,11 @@ class EarlyTerminationSpec(BaseModel):
     delay_evaluation: int = Field(0, ge=0, description="Intervals every trial runs before the policy first applies")
 
     def to_policy(self) -> Any:
-        from azure.ai.ml.sweep import BanditPolicy, MedianStoppingPolicy, TruncationSelectionPolicy
+        from azure.ai.ml.sweep import (
+            BanditPolicy,
+            MedianStoppingPolicy,
+            TruncationSelectionPolicy,
+        )
 
         timing = {"evaluation_interval": self.evaluation_interval, "delay_evaluation": self.delay_evaluation}
         if self.type == "bandit":

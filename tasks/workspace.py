@@ -100,7 +100,12 @@ def download_run_artifact(workspace: str, run_id: str, path: str, destination: s
 
 
 def is_local(workspace: str) -> bool:
-    return isinstance(get_client(workspace), LocalMLClient)
+    return is_local_client(get_client(workspace))
+
+
+def is_local_client(client: Any) -> bool:
+    """A localml client, whose extensions (``data.to_dataframe``, ...) Azure's ``MLClient`` lacks."""
+    return isinstance(client, LocalMLClient)
 
 
 @lru_cache(maxsize=16)

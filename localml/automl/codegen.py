@@ -18,12 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from localml.automl import metrics
-from localml.automl.settings import AutoMLSettings
+from amlkit import metrics
+from amlkit.automl.generated_code import ENVIRONMENT_FILE, SCRIPT_FILE
+from amlkit.automl.settings import AutoMLSettings
 
-FOLDER = "generated_code"
-SCRIPT_FILE = "script.py"
-ENVIRONMENT_FILE = "conda_env.yml"
 #: Estimator parameters about how it runs, not what it learns: fixed in the code rather than offered as options.
 RUNTIME_PARAMETERS = frozenset({"n_jobs", "verbose", "verbosity", "callbacks", "random_state"})
 #: Distributions the script imports, pinned in the environment (the estimator's library is added).
@@ -251,7 +249,7 @@ def load_table(path: str) -> pd.DataFrame:
         import mltable
     except ImportError:
         try:
-            from localml.mltable import load_mltable
+            from amlkit.mltable import load_mltable
         except ImportError:
             raise SystemExit(f"Reading the MLTable folder {path} needs the mltable package: add it to the environment.")
         return load_mltable(str(source))

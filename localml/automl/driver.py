@@ -20,12 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from localml.automl.featurization import (
-    FeaturizationPlan, as_records, check_training_table, drop_missing_target, plan_featurization,
+from amlkit.automl.featurization import (
+    FeaturizationPlan,
+    as_records,
+    check_training_table,
+    drop_missing_target,
+    plan_featurization,
 )
-from localml.automl.metrics import classification_metrics, loss, regression_metrics
-from localml.automl.settings import AutoMLSettings, algorithm_table
-from localml.mltable import load_mltable
+from amlkit.automl.settings import AutoMLSettings, algorithm_table
+from amlkit.metrics import classification_metrics, loss, regression_metrics
+from amlkit.mltable import load_mltable
 from localml.tracking import Tracking
 
 SUMMARY_FILE = "automl_summary.json"
@@ -232,6 +236,7 @@ def write_generated_code(tracking: Tracking, settings: AutoMLSettings, search: S
                          algorithm: str, validation: str) -> None:
     """The best model's training script, in the job's outputs and the best run's, where Azure puts it
     (with the model, so the script's result can be compared with the model it reproduces)."""
+    from amlkit.automl.generated_code import FOLDER, SCRIPT_FILE
     from localml.automl import codegen
 
     score = best["logged_metric"].get(settings.primary_metric)
@@ -240,15 +245,15 @@ def write_generated_code(tracking: Tracking, settings: AutoMLSettings, search: S
     except codegen.CodeGenerationError as error:
         log(f"no training script generated: {error}")
         return
-    folder = Path("outputs") / codegen.FOLDER
+    folder = Path("outputs") / FOLDER
     codegen.write(folder, files, {
         "job": parent, "best_run": best["run_id"], "algorithm": algorithm, "task": settings.task,
         "target_column": settings.target_column, "primary_metric": settings.primary_metric, "score": score,
         "hyperparameters": codegen.hyperparameters(estimator),
     })
-    tracking.client.log_artifacts(best["run_id"], str(folder), f"outputs/{codegen.FOLDER}")
+    tracking.client.log_artifacts(best["run_id"], str(folder), f"outputs/{FOLDER}")
     tracking.client.log_artifacts(best["run_id"], str(Path("outputs") / MODEL_FOLDER), f"outputs/{MODEL_FOLDER}")
-    log(f"the best model's training script: outputs/{codegen.FOLDER}/{codegen.SCRIPT_FILE}")
+    log(f"the best model's training script: outputs/{FOLDER}/{SCRIPT_FILE}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -338,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
 
     explanation = None
     if settings.explain:
-        from localml.explain import explain_model
+        from amlkit.explain import explain_model
 
         explanation = explain_model(model, data[plan.feature_columns], settings.task, Path("outputs") / "explanations")
         log("explanations written to outputs/explanations")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from azure.ai.ml import Input, Output, command
 
-from localml.automl.featurization import check_training_table, plan_featurization
-from localml.automl.settings import settings_from_job
+from amlkit.automl.featurization import check_training_table, plan_featurization
+from amlkit.automl.settings import settings_from_job
+from amlkit.mltable import MLTableError
 from localml.errors import LocalMLValidationError
-from localml.mltable import MLTableError
 
 #: Job properties copied from the driver's summary once the job ends.
 SUMMARY_PROPERTIES = ("best_child_run_id", "best_algorithm", "primary_metric", "best_score")

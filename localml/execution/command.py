@@ -14,11 +14,10 @@ from typing import Any
 
 from azure.ai.ml import Input, Output
 
+from amlkit.references import parse_asset_reference, parse_azureml_uri
 from localml.errors import LocalMLValidationError
-from localml.execution.placeholders import OPTIONAL, PLACEHOLDER
 from localml.operations.data import DATA_TYPES, check_local_data
 from localml.operations.models import MODEL_TYPES
-from localml.references import parse_asset_reference, parse_azureml_uri
 
 OUTPUT_TYPES = ("uri_folder", "uri_file", "mlflow_model", "custom_model", "mltable")
 #: What a job can read: data, and models (a pipeline node reads the model an earlier node wrote).
@@ -37,21 +36,6 @@ class PreparedCommand:
     output_types: dict[str, str] = field(default_factory=dict)
     environment_variables: dict[str, str] = field(default_factory=dict)
     timeout: int | None = None
-
-
-def check_placeholders(command: str, inputs: dict, outputs: dict, job_name: str) -> None:
-    """Every ``${{inputs.x}}`` / ``${{outputs.y}}`` must name a declared input or output."""
-    if not command or not command.strip():
-        raise LocalMLValidationError(f"Job '{job_name}' has an empty command.")
-    declared = {"inputs": inputs, "outputs": outputs}
-    # an optional part $[[...]] may name an input the job leaves out; it is dropped at run time
-    for group, key in PLACEHOLDER.findall(OPTIONAL.sub("", command)):
-        if key not in declared[group]:
-            known = ", ".join(sorted(declared[group])) or "none"
-            raise LocalMLValidationError(
-                f"The command of job '{job_name}' uses ${{{{{group}.{key}}}}}, but the job declares no {group[:-1]} "
-                f"named '{key}' (declared {group}: {known}). Add it to {group}= or fix the command."
-            )
 
 
 def resolve_input(workspace, assets: dict, job_name: str, key: str, value: Any) -> tuple[Any, Any, str]:

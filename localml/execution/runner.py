@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from localml.execution.placeholders import render_command
+from amlkit.placeholders import render_command
 from localml.execution.processes import cancel_children, is_alive, stop_tree
 from localml.execution.venvs import BuildStopped, EnvironmentBuildError, ensure_venv
 from localml.store import ACTIVE_STATUSES

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from amlkit.references import parse_asset_reference
 from localml.errors import LocalMLValidationError, not_found
-from localml.references import parse_asset_reference
 from localml.workspace import LocalWorkspace
 
 #: What Azure lets change on an existing version (create_or_update of the same name and version).

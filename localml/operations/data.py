@@ -6,10 +6,14 @@ from pathlib import Path
 
 from azure.ai.ml.entities import Data
 
+from amlkit.mltable import MLTableError, load_mltable, read_mltable_spec
+from amlkit.references import parse_azureml_uri
 from localml.errors import LocalMLValidationError
-from localml.mltable import MLTableError, load_mltable, read_mltable_spec
-from localml.operations._assets import VersionedAssetOperations, check_type, file_asset_fields
-from localml.references import parse_azureml_uri
+from localml.operations._assets import (
+    VersionedAssetOperations,
+    check_type,
+    file_asset_fields,
+)
 
 DATA_TYPES = ("uri_file", "uri_folder", "mltable")
 

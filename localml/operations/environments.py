@@ -18,9 +18,9 @@ import yaml
 from azure.ai.ml.entities import Environment
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from amlkit.references import parse_asset_reference
 from localml.errors import LocalMLValidationError
 from localml.operations._assets import VersionedAssetOperations
-from localml.references import parse_asset_reference
 
 CURATED_PREFIX = "azureml-"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -16,22 +16,35 @@ from pathlib import Path
 from typing import Iterator
 
 from azure.ai.ml.entities import CommandJob, Job, JobService, PipelineJob
+from azure.ai.ml.entities._builders import BaseNode
 from azure.ai.ml.entities._job.automl.automl_job import AutoMLJob
 from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
-from azure.ai.ml.entities._builders import BaseNode
 from azure.ai.ml.exceptions import ErrorCategory, JobException
 from azure.core.exceptions import ResourceNotFoundError
 
-from localml.pipeline import submit as pipeline
-from localml.sweep import submit as sweep
-from localml.sweep.submit import parameter_names, stored_spec, sweep_settings, trial_template
+from amlkit.placeholders import check_placeholders
+from amlkit.sweep.space import parameter_names
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
+from localml.execution.command import (
+    PreparedCommand,
+    output_uri,
+    resolve_input,
+    upload_code,
+)
 from localml.execution.drivers import driver_command
-from localml.execution.command import PreparedCommand, check_placeholders, output_uri, resolve_input, upload_code
-from localml.execution.processes import cancel_children, is_alive, request_cancel, start_time, stop_group
+from localml.execution.processes import (
+    cancel_children,
+    is_alive,
+    request_cancel,
+    start_time,
+    stop_group,
+)
 from localml.faults import FaultInjector
+from localml.pipeline import submit as pipeline
 from localml.pollers import WaitingPoller
 from localml.store import TERMINAL_STATUSES
+from localml.sweep import submit as sweep
+from localml.sweep.submit import stored_spec, sweep_settings, trial_template
 from localml.workspace import LocalWorkspace
 
 # Azure's SDK hides its "experimental class" notices when it builds entities from the service's replies;
@@ -107,7 +120,9 @@ class JobOperations:
         if isinstance(job, CommandJob):
             return self._prepare_command(job)
         if isinstance(job, AutoMLJob):
-            from localml.automl import submit as automl  # loads the featurization stack: for AutoML jobs only
+            from localml.automl import (
+                submit as automl,  # loads the featurization stack: for AutoML jobs only
+            )
 
             with tempfile.TemporaryDirectory(prefix="localml-automl-") as staging:
                 internal = automl.automl_command(job, self._data, Path(staging))

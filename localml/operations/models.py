@@ -14,10 +14,20 @@ from pathlib import Path
 from azure.ai.ml.entities import Model
 from azure.core.exceptions import ResourceNotFoundError
 
+from amlkit.references import JobArtifactPath, JobOutputPath, parse_azureml_uri
 from localml.errors import LocalMLValidationError
-from localml.operations._assets import VersionedAssetOperations, check_type, file_asset_fields
-from localml.references import JobArtifactPath, JobOutputPath, parse_azureml_uri
-from localml.registry import ModelRegistry, RegistryVersion, catalog_stage, mlflow_stage, registry_number
+from localml.operations._assets import (
+    VersionedAssetOperations,
+    check_type,
+    file_asset_fields,
+)
+from localml.registry import (
+    ModelRegistry,
+    RegistryVersion,
+    catalog_stage,
+    mlflow_stage,
+    registry_number,
+)
 
 MODEL_TYPES = ("mlflow_model", "custom_model")
 #: How often a registration takes the next number again after MLflow handed that number out meanwhile.

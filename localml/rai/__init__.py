@@ -1,2 +1,1 @@
-"""The Responsible AI review on localml: the insights Azure's RAI dashboard shows, built on shap, dice-ml,
-econml, fairlearn and scikit-learn (Azure's ``responsibleai`` package cannot be installed beside this stack)."""
+"""Responsible AI components on localml: the programs behind Azure's built-in RAI components (``steps.py``)."""

@@ -33,7 +33,7 @@ def log(message: str) -> None:
 
 def read_table(path: str) -> pd.DataFrame:
     """An MLTable folder, a Parquet or CSV file, or a folder of them (Azure's components take all of these)."""
-    from localml.mltable import load_mltable
+    from amlkit.mltable import load_mltable
 
     source = Path(path)
     if (source / "MLTable").is_file():
@@ -63,7 +63,7 @@ def _save(folder: str, kind: str, result: dict, started: float) -> None:
 # -- steps --------------------------------------------------------------------------------------
 
 def constructor(args) -> None:
-    from localml.rai.review import build_review, model_metrics
+    from amlkit.rai.review import build_review, model_metrics
 
     model = args.model_input or args.model_info_path
     if not model:
@@ -85,16 +85,16 @@ def constructor(args) -> None:
 
 
 def explanation(args) -> None:
-    from localml.rai.explanation import explain
-    from localml.rai.review import Review
+    from amlkit.rai.explanation import explain
+    from amlkit.rai.review import Review
 
     started = time.time()
     _save(args.explanation_path, "explanation", explain(Review.load(Path(args.rai_insights_dashboard))), started)
 
 
 def erroranalysis(args) -> None:
-    from localml.rai.errors import analyze_errors
-    from localml.rai.review import Review
+    from amlkit.rai.error_analysis import analyze_errors
+    from amlkit.rai.review import Review
 
     started = time.time()
     features = _json(args.filter_features, None)
@@ -103,8 +103,8 @@ def erroranalysis(args) -> None:
 
 
 def counterfactual(args) -> None:
-    from localml.rai.counterfactuals import counterfactuals
-    from localml.rai.review import Review
+    from amlkit.rai.counterfactuals import counterfactuals
+    from amlkit.rai.review import Review
 
     started = time.time()
     desired = _json(args.desired_class, "opposite")
@@ -117,8 +117,8 @@ def counterfactual(args) -> None:
 
 
 def causal(args) -> None:
-    from localml.rai.causal import causal_effects
-    from localml.rai.review import Review
+    from amlkit.rai.causal import causal_effects
+    from amlkit.rai.review import Review
 
     started = time.time()
     treatments = _json(args.treatment_features, [])
@@ -127,9 +127,9 @@ def causal(args) -> None:
 
 
 def gather(args) -> None:
-    from localml.rai import dashboard
-    from localml.rai.fairness import fairness_by_first_cohort_feature
-    from localml.rai.review import Review
+    from amlkit.rai import dashboard
+    from amlkit.rai.fairness import fairness_by_first_cohort_feature
+    from amlkit.rai.review import Review
 
     folder = Path(args.constructor)
     overview = json.loads((folder / "overview.json").read_text())

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import optuna
 
+from amlkit.sweep.policies import EarlyTermination, TrialProgress
+from amlkit.sweep.space import SearchSpace, make_sampler
 from localml.client import LocalMLClient
 from localml.store import TERMINAL_STATUSES
-from localml.sweep.policies import EarlyTermination, TrialProgress
-from localml.sweep.space import SearchSpace, make_sampler
 
 SUMMARY_FILE = "sweep_summary.json"
 POLL_SECONDS = 0.5

@@ -9,40 +9,21 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 from azure.ai.ml import Output, command
 
+from amlkit.sweep.space import parameter_names, referenced_parameters
 from localml.errors import LocalMLValidationError
 
 SUMMARY_PROPERTIES = ("best_child_run_id", "best_score", "primary_metric")
 _SEARCH_SPACE_PLACEHOLDER = re.compile(r"\$\{\{\s*search_space\.([A-Za-z0-9_]+)\s*\}\}")
-_PLACEHOLDER = re.compile(r"\$\{\{\s*(?:inputs|search_space)\.([A-Za-z0-9_]+)\s*\}\}")
 DEFAULT_MAX_TRIALS = 20
-
-
-def parameter_names(space: dict) -> set[str]:
-    """Every hyperparameter a search space can set; a choice among dicts contributes the dicts' keys."""
-    names = set()
-    for name, expression in space.items():
-        nested = [v for v in (expression.get("values") or []) if isinstance(v, dict)] if isinstance(expression, dict) else []
-        if nested:
-            for value in nested:
-                names |= parameter_names({k: v if isinstance(v, dict) else {"type": "literal"} for k, v in value.items()})
-        else:
-            names.add(name)
-    return names
-
-
-def referenced_parameters(command: str | None) -> set[str]:
-    """The names a trial command reads as ``${{inputs.<name>}}`` or ``${{search_space.<name>}}``."""
-    return set(_PLACEHOLDER.findall(command or ""))
 
 
 def sweep_settings(job) -> dict:
     """The sweep's settings as plain data, checked (raises LocalMLValidationError)."""
-    from localml.sweep.policies import EarlyTermination
-    from localml.sweep.space import SearchSpace, parse_sampling
+    from amlkit.sweep.policies import EarlyTermination
+    from amlkit.sweep.space import SearchSpace, parse_sampling
 
     data = job._to_dict()
     objective = data.get("objective") or {}

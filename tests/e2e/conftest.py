@@ -7,11 +7,14 @@ These tests take minutes, so they carry the ``e2e`` marker: ``make e2e`` runs th
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
+from types import SimpleNamespace
 
+import psutil
 import pytest
 
 from tests.conftest import REPO
@@ -30,12 +33,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """`amlflows up` from the repository root, in folders of the test's own; `amlflows down` afterwards.
+def started_stack(tmp_path_factory):
+    """`amlflows up` from the repository root, in folders of the test's own; `amlflows down` afterwards, which
+    must leave none of the stack's processes running. Every e2e test shares this one stack.
 
     The scheduler looks for due schedules every 2 s instead of every minute, and the worker polls every
-    second, so a run starts in seconds rather than a minute; everything else is as a user gets it."""
-    from amlflows.stack import Stack, down, up
+    second, so a run starts in seconds rather than a minute; everything else is as a user gets it.
+    Yields the stack, what `up` printed and the settings it ran with."""
+    from amlflows.stack import Stack, down, status, up
 
     base = tmp_path_factory.mktemp("stack")
     settings = {
@@ -45,16 +50,37 @@ def stack(tmp_path_factory):
         "PREFECT_LOCAL_STORAGE_PATH": base / "prefect-results",
     }
     stack = Stack(prefect_port=free_port(), mlflow_port=free_port(), localml_root=base / "localml", state=base / "state")
+    output = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:  # what `up` starts inherits these; the tests' process keeps its own
         for name, value in settings.items():
             patch.setenv(name, str(value))
         patch.chdir(REPO)
-        started = up(stack)
+        with redirect_stdout(output):
+            started = up(stack)
+    print(output.getvalue())
+    running = status(stack)
     try:
-        assert started == 0
-        yield stack
+        assert started == 0, output.getvalue()
+        yield SimpleNamespace(stack=stack, output=output.getvalue(), settings=settings)
     finally:
-        down(stack)
+        assert down(stack) == 0
+        assert status(stack) == dict.fromkeys(running, None)
+        for pid in running.values():  # gone, or ended and waiting to be reaped by this process
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"{pid} still runs"
+
+
+@pytest.fixture(scope="session")
+def stack(started_stack):
+    return started_stack.stack
+
+
+@pytest.fixture
+def stack_environment(started_stack, monkeypatch):
+    """This process with the settings `up` ran with, in the repository root: for running `up` again."""
+    for name, value in started_stack.settings.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.chdir(REPO)
+    return started_stack.settings
 
 
 @contextmanager

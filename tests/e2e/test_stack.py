@@ -1,48 +1,44 @@
-"""``amlflows up`` stands up the whole local stack (its own Prefect server, not the test harness), a second
-``up`` duplicates nothing, and ``amlflows down`` stops it all."""
+"""``amlflows up`` stands up the whole local stack (its own Prefect server, not the test harness) and says what it
+does; a second ``up`` duplicates nothing. (``amlflows down`` stopping it all is checked when the session's stack
+is taken down, in ``conftest.py``.)"""
 
 from __future__ import annotations
 
 import urllib.request
 
-import psutil
 import pytest
 
-from prefect.settings import PREFECT_API_URL, temporary_settings
-
-from amlflows.stack import POOL, Stack, down, status, up
-from tests.e2e.conftest import free_port
-from tests.flows.test_deployments import FLOWS, REPO
+from amlflows.cli import FLOWS
+from amlflows.stack import POOL, status, up
+from tests.e2e.conftest import prefect_client
 
 pytestmark = pytest.mark.e2e
 
 
-def test_up_twice_then_down(tmp_path, monkeypatch, capsys):
-    from prefect.client.orchestration import get_client
+def test_up_says_what_it_does_and_where_everything_is(stack, started_stack):
+    up_output = started_stack.output
+    assert f"http://127.0.0.1:{stack.prefect_port}" in up_output and f"http://127.0.0.1:{stack.mlflow_port}" in up_output
+    assert f"deploying {len(FLOWS)} flows from prefect.yaml" in up_output, "it says what it does in its quiet minute"
+    assert "amlflows down" in up_output
+    home = started_stack.settings["PREFECT_HOME"]
+    assert (home / "prefect.db").is_file(), "the server keeps its database in the user's PREFECT_HOME"
 
-    monkeypatch.chdir(REPO)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "my-prefect-home"))
-    stack = Stack(prefect_port=free_port(), mlflow_port=free_port(), localml_root=tmp_path / "localml", state=tmp_path / "state")
-    try:
-        assert up(stack) == 0
-        first = status(stack)
-        assert all(first.values()), first
-        assert up(stack) == 0  # idempotent: the same processes, the deployments updated in place
-        assert status(stack) == first
-        out = capsys.readouterr().out
-        assert f"http://127.0.0.1:{stack.prefect_port}" in out and f"http://127.0.0.1:{stack.mlflow_port}" in out
-        assert out.count("is already running") == 3 and "amlflows down" in out
-        assert f"deploying {len(FLOWS)} flows from prefect.yaml" in out, "it says what it does in its quiet minute"
-        assert (tmp_path / "my-prefect-home" / "prefect.db").is_file(), "the server keeps its database in the user's PREFECT_HOME"
 
-        with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
-            assert sorted(d.name for d in client.read_deployments()) == sorted(FLOWS)
-            assert len(client.read_automations()) == 1
-            assert [p.name for p in client.read_work_pools()] == [POOL]
-        with urllib.request.urlopen(f"http://127.0.0.1:{stack.mlflow_port}/health", timeout=10) as response:
-            assert response.status == 200
-    finally:
-        assert down(stack) == 0
-    assert status(stack) == dict.fromkeys(first, None)
-    for pid in first.values():  # gone, or ended and waiting to be reaped by this test's process
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"{pid} still runs"
+def test_the_stack_serves_every_deployment_the_trigger_the_pool_and_the_mlflow_ui(stack):
+    with prefect_client(stack) as client:
+        assert sorted(d.name for d in client.read_deployments()) == sorted(FLOWS)
+        assert len(client.read_automations()) == 1
+        assert [p.name for p in client.read_work_pools()] == [POOL]
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.mlflow_port}/health", timeout=10) as response:
+        assert response.status == 200
+
+
+def test_a_second_up_keeps_the_running_processes_and_duplicates_nothing(stack, stack_environment, capsys):
+    first = status(stack)
+    assert all(first.values()), first
+    assert up(stack) == 0
+    assert status(stack) == first
+    assert capsys.readouterr().out.count("is already running") == 3
+    with prefect_client(stack) as client:
+        assert sorted(d.name for d in client.read_deployments()) == sorted(FLOWS)
+        assert len(client.read_automations()) == 1

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from amlflows.cli import FLOWS
+from tests.amlkit.test_rai_insights import RAI_DATA, TARGET, save_model
 from tests.e2e.conftest import prefect_client, wait_for_final_state
-from tests.localml.test_rai_insights import RAI_DATA, TARGET, save_model
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import pytest
 from prefect.utilities.callables import parameter_schema
 
 from amlflows.cli import FLOWS, build_parser, flow_parameters
-from tests.flows.test_deployments import REPO
+from tests.conftest import REPO
 
 #: Markdown in the UI drops anything that looks like an HTML tag, such as ``azureml:<name>:<version>``.
 HTML_TAG = re.compile(r"<[A-Za-z/]")

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from prefect.artifacts import Artifact
 from pydantic import ValidationError
+from tests.amlkit.test_rai_insights import RAI_DATA, TARGET, save_model
 
+from amlkit.rai.dashboard import SECTIONS
 from flows.rai_review import RAIReviewParameters, rai_review
-from localml.rai.dashboard import SECTIONS
 from tasks.rai import ReviewData, ScorecardThresholds, judge_model
 from tasks.workspace import get_client
-from tests.localml.test_rai_insights import RAI_DATA, TARGET, save_model
 
 WEAK_FEATURES = ["Pregnancies", "Age"]
 

@@ -1,5 +1,5 @@
 """Bad input to the ``retrain`` flow: an unknown data version is refused before anything trains, and the
-champion stays. (The flow runs end to end, from the drift event, in test_deployments.py; the promotion rule
+champion stays. (The flow runs end to end, from the drift event, in tests/e2e/test_deployments.py; the promotion rule
 and the champion tag are tested in tests/tasks/test_promotion.py.)"""
 
 from __future__ import annotations

@@ -21,13 +21,18 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from amlkit.automl.featurization import check_training_table, plan_featurization
+from amlkit.automl.settings import (
+    CLASSIFICATION_ALGORITHMS,
+    AutoMLSettings,
+    canonical,
+    settings_from_job,
+)
+from amlkit.metrics import classification_metrics, regression_metrics
 from localml import LocalMLClient
-from tests.localml.conftest import stop_leftover_jobs
-from localml.automl.featurization import check_training_table, plan_featurization
-from localml.automl.metrics import classification_metrics, regression_metrics
 from localml.automl.model import AutoMLModel
-from localml.automl.settings import CLASSIFICATION_ALGORITHMS, AutoMLSettings, canonical, settings_from_job
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError
+from tests.localml.conftest import stop_leftover_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 DIABETES_DIR = REPO / "examples" / "data" / "diabetes"
@@ -580,7 +585,7 @@ def test_column_purposes_override_detection():
 
 
 def test_rows_without_a_target_are_left_out():
-    from localml.automl.featurization import drop_missing_target
+    from amlkit.automl.featurization import drop_missing_target
 
     frame = messy_frame()
     frame.loc[frame.index[:3], "label"] = None

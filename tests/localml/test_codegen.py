@@ -13,14 +13,20 @@ import numpy as np
 import pandas as pd
 import pytest
 from lightgbm import LGBMClassifier, LGBMRegressor
-from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestRegressor, StackingClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestRegressor,
+    StackingClassifier,
+)
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from xgboost import XGBClassifier
 
+from amlkit.automl.featurization import plan_featurization
+from amlkit.automl.generated_code import ENVIRONMENT_FILE, SCRIPT_FILE
+from amlkit.automl.settings import AutoMLSettings
 from localml.automl import codegen
-from localml.automl.featurization import plan_featurization
-from localml.automl.settings import AutoMLSettings
 
 ROWS = 60
 
@@ -53,7 +59,7 @@ def generate(task: str, estimator, **overrides) -> tuple[str, dict]:
     classes = sorted(y.unique()) if task == "classification" else None
     estimator.fit(X, np.searchsorted(classes, y) if classes else y)
     files = codegen.generate(config, featurizer, estimator, classes, "job_1", "job_1_3", type(estimator).__name__, 0.9, "3-fold.")
-    return files[codegen.SCRIPT_FILE], files
+    return files[SCRIPT_FILE], files
 
 
 def rebuilt(script: str, tmp_path, monkeypatch, *arguments: str):
@@ -98,14 +104,14 @@ def test_generated_script_builds_the_same_model(task, estimator, tmp_path, monke
     # each tuned hyperparameter is an option whose default is the value AutoML chose
     for name, value in codegen.hyperparameters(estimator).items():
         assert f"'--{name}'" in script and getattr(namespace["parse_args"](), name) == value
-    assert "scikit-learn==" in files[codegen.ENVIRONMENT_FILE] and "mlflow==" in files[codegen.ENVIRONMENT_FILE]
+    assert "scikit-learn==" in files[ENVIRONMENT_FILE] and "mlflow==" in files[ENVIRONMENT_FILE]
 
 
 def test_an_option_on_the_command_line_changes_the_model(tmp_path, monkeypatch):
     script, files = generate("classification", LGBMClassifier(n_estimators=7, learning_rate=0.07, verbose=-1))
     model, _ = rebuilt(script, tmp_path, monkeypatch, "--n_estimators", "50", "--learning_rate", "0.2")
     assert model.named_steps["model"].n_estimators == 50 and model.named_steps["model"].learning_rate == 0.2
-    assert "lightgbm==" in files[codegen.ENVIRONMENT_FILE]
+    assert "lightgbm==" in files[ENVIRONMENT_FILE]
 
 
 def test_the_script_carries_the_jobs_settings_and_metric_code(tmp_path, monkeypatch):

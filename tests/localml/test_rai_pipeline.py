@@ -11,7 +11,7 @@ from azure.ai.ml import Input, dsl
 from azure.ai.ml.entities import Data, Model
 
 from localml import LocalMLClient
-from tests.localml.test_rai_insights import RAI_DATA, TARGET, save_model
+from tests.amlkit.test_rai_insights import RAI_DATA, TARGET, save_model
 
 VERSION = "0.22.0"
 PIPELINE_TIMEOUT = 600.0

@@ -1,5 +1,5 @@
 """Promotion: the rule (gate passed, strictly better than the champion) and the champion tag moving between
-versions, on a real localml workspace; the retrain flow itself runs end to end in test_deployments.py."""
+versions, on a real localml workspace; the retrain flow itself runs end to end in tests/e2e/test_deployments.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""localml.sweep.space: Azure's sweep expressions sampled through Optuna, from the SDK's own dict forms."""
+"""amlkit.sweep.space: Azure's sweep expressions sampled through Optuna, from the SDK's own dict forms."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from azure.ai.ml.sweep import (
     Uniform,
 )
 
-from localml.errors import LocalMLValidationError, UnsupportedFeatureError
-from localml.sweep.bayesian import GaussianProcessSampler
-from localml.sweep.space import GRID_PARAM, SearchSpace, make_sampler, parse_sampling
+from amlkit.errors import SpecError, UnsupportedFeatureError
+from amlkit.sweep.bayesian import GaussianProcessSampler
+from amlkit.sweep.space import GRID_PARAM, SearchSpace, make_sampler, parse_sampling
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -170,7 +170,7 @@ def test_nested_choice_of_dicts_merges_the_chosen_dicts_parameters():
 
 
 def test_nested_parameters_that_collide_with_another_parameter_are_rejected():
-    with pytest.raises(LocalMLValidationError, match="'lr'.*Rename"):
+    with pytest.raises(SpecError, match="'lr'.*Rename"):
         SearchSpace(space_of(opt=Choice([{"lr": Uniform(0, 1)}, {"momentum": Uniform(0, 1)}]), lr=Choice([1])), "random")
 
 
@@ -199,9 +199,9 @@ def test_grid_over_nested_dicts_tries_each_leaf_combination_once():
 
 
 def test_grid_over_a_uniform_is_rejected_naming_the_parameter():
-    with pytest.raises(LocalMLValidationError, match="'lr' is uniform, but grid sampling supports only choice"):
+    with pytest.raises(SpecError, match="'lr' is uniform, but grid sampling supports only choice"):
         SearchSpace(space_of(batch=Choice([16, 32]), lr=Uniform(0.01, 0.1)), "grid")
-    with pytest.raises(LocalMLValidationError, match=r"'m\[0\].lr'"):  # inside a nested dict too
+    with pytest.raises(SpecError, match=r"'m\[0\].lr'"):  # inside a nested dict too
         SearchSpace(space_of(m=Choice([{"lr": Uniform(0.01, 0.1)}])), "grid")
 
 
@@ -209,15 +209,15 @@ def test_bayesian_accepts_choice_uniform_quniform_and_rejects_normal():
     space = SearchSpace(space_of(a=Choice([1, 2]), b=Uniform(0, 1), c=QUniform(0, 10, 1)), "bayesian")
     configs = sample(space, "bayesian", 0, 8)
     assert all(0 <= c["b"] <= 1 and c["a"] in (1, 2) for c in configs)
-    with pytest.raises(LocalMLValidationError, match="'noise' is normal, but bayesian sampling supports only"):
+    with pytest.raises(SpecError, match="'noise' is normal, but bayesian sampling supports only"):
         SearchSpace(space_of(a=Choice([1, 2]), noise=Normal(0, 1)), "bayesian")
-    with pytest.raises(LocalMLValidationError, match="'k' is randint"):
+    with pytest.raises(SpecError, match="'k' is randint"):
         SearchSpace(space_of(k=Randint(3)), "bayesian")
 
 
 @pytest.mark.parametrize("space", [{}, None, [("lr", {"type": "uniform"})]])
 def test_empty_or_non_dict_space_is_rejected(space):
-    with pytest.raises(LocalMLValidationError, match="search_space"):
+    with pytest.raises(SpecError, match="search_space"):
         SearchSpace(space, "random")
 
 
@@ -236,7 +236,7 @@ def test_empty_or_non_dict_space_is_rejected(space):
     ],
 )
 def test_invalid_expressions_are_rejected_naming_the_parameter(expression, message):
-    with pytest.raises(LocalMLValidationError, match=message):
+    with pytest.raises(SpecError, match=message):
         SearchSpace(space_of(p=expression), "random")
 
 
@@ -251,7 +251,7 @@ def test_invalid_expressions_are_rejected_naming_the_parameter(expression, messa
     ],
 )
 def test_malformed_expressions_are_rejected(spec, message):
-    with pytest.raises(LocalMLValidationError, match=message):
+    with pytest.raises(SpecError, match=message):
         SearchSpace({"p": spec}, "random")
 
 
@@ -263,7 +263,7 @@ def test_unknown_sampling_is_unsupported():
 
 
 def test_make_sampler_needs_a_space_built_for_the_same_sampling():
-    with pytest.raises(LocalMLValidationError, match="built for 'random'"):
+    with pytest.raises(SpecError, match="built for 'random'"):
         make_sampler("grid", None, SearchSpace(space_of(a=Choice([1])), "random"))
 
 
@@ -321,5 +321,5 @@ def test_parse_sampling_other_forms():
         parse_sampling(sweep_dict(RandomSamplingAlgorithm(logbase=10), a=Choice([1]))["sampling_algorithm"])
     with pytest.raises(UnsupportedFeatureError, match="'hyperband'"):
         parse_sampling({"type": "hyperband"})
-    with pytest.raises(LocalMLValidationError, match="seed"):
+    with pytest.raises(SpecError, match="seed"):
         parse_sampling({"type": "random", "seed": -1})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from localml.explain import shap_importance
-from localml.rai.review import Review
+from amlkit.explain import shap_importance
+from amlkit.rai.review import Review
 
 EXPLAINED_ROWS = 50
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from localml.automl.metrics import LOWER_IS_BETTER
+from amlkit.metrics import LOWER_IS_BETTER
 
 
 @dataclass
@@ -71,9 +71,9 @@ def _worst_cohort(error_analysis: dict, min_share: float) -> dict:
 def judged_insights(review, cohort_features: dict[str, list[float] | None], max_depth: int = 3, min_child_samples: int = 20) -> dict:
     """What the scorecard judges (metrics, error analysis, fairness), computed here from a review rather than
     read from a review pipeline's output: for a review whose dashboard was built elsewhere (Azure)."""
-    from localml.rai.errors import analyze_errors
-    from localml.rai.fairness import fairness_by_first_cohort_feature
-    from localml.rai.review import model_metrics
+    from amlkit.rai.error_analysis import analyze_errors
+    from amlkit.rai.fairness import fairness_by_first_cohort_feature
+    from amlkit.rai.review import model_metrics
 
     insights = {
         "overview": {"task": review.task, "target": review.target, "rows": len(review.test), "metrics": model_metrics(review)},

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from localml.errors import LocalMLValidationError, UnsupportedFeatureError
+from amlkit.errors import SpecError, UnsupportedFeatureError
 
 POLICY_FIELDS: dict[str, tuple[str, ...]] = {
     "bandit": ("slack_factor", "slack_amount"),
@@ -48,7 +48,7 @@ def _whole(kind: str, policy: Mapping, key: str, default: int) -> int:
     if value is None:
         return default
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-        raise LocalMLValidationError(
+        raise SpecError(
             f"early_termination ({kind}) has {key}={value!r}. Give {key} as a whole number >= 0 (in intervals: "
             "each logging of the primary metric is one interval)."
         )
@@ -60,7 +60,7 @@ def _slack(policy: Mapping, key: str) -> float | None:
     if value is None:
         return None
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        raise LocalMLValidationError(f"early_termination (bandit) has {key}={value!r}. Give {key} as a number >= 0.")
+        raise SpecError(f"early_termination (bandit) has {key}={value!r}. Give {key} as a number >= 0.")
     return float(value) if value > 0 else None  # the SDK's default 0 means "not given"
 
 
@@ -68,7 +68,7 @@ class EarlyTermination:
     """An Azure early termination policy (or none), deciding which running trials to stop.
 
     ``EarlyTermination(policy, maximize)`` takes the SDK's ``early_termination`` dict (None: no policy, nothing is
-    ever stopped) and whether the primary metric is maximized. It raises ``LocalMLValidationError`` for invalid
+    ever stopped) and whether the primary metric is maximized. It raises ``SpecError`` for invalid
     fields and ``UnsupportedFeatureError`` for an unknown policy type.
 
     **Bandit** (``BanditPolicy``): Azure: "Bandit policy is based on slack factor/slack amount and evaluation
@@ -112,7 +112,7 @@ class EarlyTermination:
         if policy is None:
             return
         if not isinstance(policy, Mapping):
-            raise LocalMLValidationError(
+            raise SpecError(
                 f"early_termination must be a policy such as BanditPolicy(slack_factor=0.1) (or None), got {policy!r}."
             )
         kind = policy.get("type")
@@ -125,7 +125,7 @@ class EarlyTermination:
             )
         unknown = sorted(set(policy) - set(_COMMON_FIELDS) - set(POLICY_FIELDS[kind]))
         if unknown:
-            raise LocalMLValidationError(
+            raise SpecError(
                 f"early_termination ({kind}) has unexpected field(s) {', '.join(unknown)}. "
                 f"{kind} takes {', '.join(_COMMON_FIELDS[1:] + POLICY_FIELDS[kind])}."
             )
@@ -136,13 +136,13 @@ class EarlyTermination:
             self.slack_factor = _slack(policy, "slack_factor")
             self.slack_amount = _slack(policy, "slack_amount")
             if self.slack_factor is None and self.slack_amount is None:
-                raise LocalMLValidationError(
+                raise SpecError(
                     "early_termination (bandit) needs slack_factor or slack_amount. E.g. "
                     "BanditPolicy(slack_factor=0.1) stops trials more than 10% worse than the best one, "
                     "BanditPolicy(slack_amount=0.2) trials more than 0.2 worse."
                 )
             if self.slack_factor is not None and self.slack_amount is not None:
-                raise LocalMLValidationError(
+                raise SpecError(
                     "early_termination (bandit) has both slack_factor and slack_amount. Give only one of them."
                 )
         elif kind == "truncation_selection":
@@ -151,7 +151,7 @@ class EarlyTermination:
                 not isinstance(percentage, numbers.Integral) or isinstance(percentage, bool)
                 or not 1 <= percentage <= 99
             ):
-                raise LocalMLValidationError(
+                raise SpecError(
                     f"early_termination (truncation_selection) has truncation_percentage={percentage!r}. Give the "
                     "percentage of lowest performing trials to stop at each evaluation, a whole number from 1 to 99."
                 )
@@ -160,7 +160,7 @@ class EarlyTermination:
             if exclude is None:
                 exclude = False
             if not isinstance(exclude, bool):
-                raise LocalMLValidationError(
+                raise SpecError(
                     f"early_termination (truncation_selection) has exclude_finished_jobs={exclude!r}. "
                     "Give True or False."
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localml.rai.review import Review
+from amlkit.rai.review import Review
 
 MAX_ROWS = 2000
 

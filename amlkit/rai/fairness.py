@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from localml.rai.review import Review
+from amlkit.rai.review import Review
 
 
 def cohorts(values: pd.Series, bins: list[float] | None = None) -> pd.Series:

@@ -13,8 +13,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from localml.automl.settings import AutoMLSettings
-from localml.errors import LocalMLValidationError
+from amlkit.automl.settings import AutoMLSettings
+from amlkit.errors import SpecError
 
 ID_UNIQUE_RATIO = 0.95
 ID_WORDS = frozenset({"id", "uuid", "guid", "identifier"})
@@ -62,30 +62,30 @@ def check_training_table(data: pd.DataFrame, settings: AutoMLSettings) -> None:
     """The checks that must pass before any training starts."""
     target = settings.target_column
     if data.empty:
-        raise LocalMLValidationError("The training data has no rows: check the MLTable's paths and filters.")
+        raise SpecError("The training data has no rows: check the MLTable's paths and filters.")
     if target not in data.columns:
-        raise LocalMLValidationError(
+        raise SpecError(
             f"Target column '{target}' is not in the training data; its columns are: {', '.join(map(str, data.columns))}."
         )
     labels = data[target].dropna()
     if labels.empty:
-        raise LocalMLValidationError(f"Target column '{target}' has no values.")
+        raise SpecError(f"Target column '{target}' has no values.")
     if settings.task == "classification" and labels.nunique() < 2:
-        raise LocalMLValidationError(
+        raise SpecError(
             f"Target column '{target}' has a single class ({_plain(labels.iloc[0])!r}): classification needs at least two."
         )
     if settings.task == "regression" and not pd.api.types.is_numeric_dtype(labels):
-        raise LocalMLValidationError(f"Target column '{target}' is not numeric ({labels.dtype}); regression needs numbers.")
+        raise SpecError(f"Target column '{target}' is not numeric ({labels.dtype}); regression needs numbers.")
     if data.shape[1] < 2:
-        raise LocalMLValidationError("The training data has no feature columns besides the target.")
+        raise SpecError("The training data has no feature columns besides the target.")
     unknown = sorted(set(settings.column_purposes) - set(data.columns))
     if unknown:
-        raise LocalMLValidationError(f"Featurization names columns that are not in the data: {', '.join(unknown)}.")
+        raise SpecError(f"Featurization names columns that are not in the data: {', '.join(unknown)}.")
     weight = settings.weight_column
     if weight and weight not in data.columns:
-        raise LocalMLValidationError(f"Weight column '{weight}' is not in the training data.")
+        raise SpecError(f"Weight column '{weight}' is not in the training data.")
     if weight and (not pd.api.types.is_numeric_dtype(data[weight]) or data[weight].isna().any() or (data[weight] < 0).any()):
-        raise LocalMLValidationError(f"Weight column '{weight}' must hold a non-negative number in every row.")
+        raise SpecError(f"Weight column '{weight}' must hold a non-negative number in every row.")
 
 
 def drop_missing_target(data: pd.DataFrame, settings: AutoMLSettings) -> tuple[pd.DataFrame, int]:
@@ -109,7 +109,7 @@ def plan_featurization(data: pd.DataFrame, settings: AutoMLSettings, validation:
             if not pd.api.types.is_numeric_dtype(features[column]):
                 converted = pd.to_numeric(features[column], errors="coerce")
                 if converted.notna().sum() < features[column].notna().sum():
-                    raise LocalMLValidationError(f"Column '{column}' is marked Numeric but holds values that are not numbers.")
+                    raise SpecError(f"Column '{column}' is marked Numeric but holds values that are not numbers.")
             plan.numeric.append(column)
         elif purpose == "Categorical":
             plan.categorical.append(column)
@@ -118,7 +118,7 @@ def plan_featurization(data: pd.DataFrame, settings: AutoMLSettings, validation:
     if settings.featurization == "off":
         _check_featurization_off(features, plan)
     if not plan.feature_columns:
-        raise LocalMLValidationError(f"No usable feature columns are left: {plan.dropped}.")
+        raise SpecError(f"No usable feature columns are left: {plan.dropped}.")
     plan.guardrails = [
         Guardrail("Validation split handling", "Done", validation),
         *_class_balance(data[settings.target_column], settings.task),
@@ -156,7 +156,7 @@ def _check_featurization_off(features: pd.DataFrame, plan: FeaturizationPlan) ->
     problems = [c for c in plan.categorical if not pd.api.types.is_numeric_dtype(features[c])]
     problems += [c for c in plan.feature_columns if features[c].isna().any()]
     if problems:
-        raise LocalMLValidationError(
+        raise SpecError(
             f"Featurization is off, but columns {sorted(set(problems))} are not numeric or have missing values. "
             "Turn featurization on (mode='auto') or clean the data."
         )

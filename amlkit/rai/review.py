@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from localml.errors import LocalMLValidationError
+from amlkit.errors import SpecError
 
 TASKS = ("classification", "regression")
 METADATA_FILE = "review.json"
@@ -51,7 +51,7 @@ class Review:
         """Raise, naming ``what`` they are for, unless every name is a feature column."""
         unknown = [n for n in names if n not in self.features]
         if unknown:
-            raise LocalMLValidationError(
+            raise SpecError(
                 f"{what} {unknown} {'is' if len(unknown) == 1 else 'are'} not a feature of the data; "
                 f"the features are: {', '.join(self.features)}."
             )
@@ -100,23 +100,23 @@ def build_review(
 ) -> Review:
     """Check the inputs of a review and load its model; every mistake is reported before any insight runs."""
     if task not in TASKS:
-        raise LocalMLValidationError(f"task_type '{task}' is not supported; use one of: {', '.join(TASKS)}.")
+        raise SpecError(f"task_type '{task}' is not supported; use one of: {', '.join(TASKS)}.")
     for name, frame in (("training", train), ("test", test)):
         if target not in frame.columns:
-            raise LocalMLValidationError(
+            raise SpecError(
                 f"Target column '{target}' is missing from the {name} data; its columns are: {', '.join(map(str, frame.columns))}."
             )
         if frame.empty:
-            raise LocalMLValidationError(f"The {name} data has no rows.")
+            raise SpecError(f"The {name} data has no rows.")
     if sorted(train.columns) != sorted(test.columns):
-        raise LocalMLValidationError(
+        raise SpecError(
             f"The training and test data have different columns: {sorted(train.columns)} against {sorted(test.columns)}."
         )
     features = [c for c in test.columns if c != target]
     expected = model_inputs(Path(model_path))
     if expected is not None and sorted(expected) != sorted(features):
         missing, extra = sorted(set(expected) - set(features)), sorted(set(features) - set(expected))
-        raise LocalMLValidationError(
+        raise SpecError(
             f"The model's signature does not match the data: the model takes {expected}; "
             + (f"the data lacks {missing}" if missing else "")
             + ("; " if missing and extra else "")
@@ -125,7 +125,7 @@ def build_review(
         )
     model = load_model(Path(model_path))
     if task == "classification" and not hasattr(model, "predict_proba"):
-        raise LocalMLValidationError(
+        raise SpecError(
             "A classification review needs class probabilities, and this model has no predict_proba "
             "(save it with mlflow.sklearn so its scikit-learn flavor is kept)."
         )
@@ -144,7 +144,7 @@ def build_review(
 
 def model_metrics(review: Review) -> dict[str, float]:
     """Azure's metrics of the model on the review's test rows (AutoML's names: AUC_weighted, accuracy, ...)."""
-    from localml.automl.metrics import classification_metrics, regression_metrics
+    from amlkit.metrics import classification_metrics, regression_metrics
 
     if review.task == "classification":
         indices = review.y_test.map({c: i for i, c in enumerate(review.classes)}).to_numpy()
@@ -158,6 +158,6 @@ def model_inputs(path: Path) -> list[str] | None:
     from mlflow.models import Model
 
     if not (path / "MLmodel").is_file():
-        raise LocalMLValidationError(f"'{path}' is not an MLflow model folder (it has no MLmodel file).")
+        raise SpecError(f"'{path}' is not an MLflow model folder (it has no MLmodel file).")
     signature = Model.load(str(path)).signature
     return None if signature is None else signature.inputs.input_names()

@@ -1,4 +1,4 @@
-"""localml.sweep.bayesian: the Gaussian-process sampler behind Azure's ``bayesian`` sweep sampling.
+"""amlkit.sweep.bayesian: the Gaussian-process sampler behind Azure's ``bayesian`` sweep sampling.
 
 Studies are driven in-process exactly as the sweep driver drives them: ``study.ask()``, then
 ``space.suggest(trial)``, then ``study.tell(trial, value)``. Search spaces are in the SDK's dict form.
@@ -12,8 +12,8 @@ import statistics
 
 import optuna
 
-from localml.sweep.bayesian import GaussianProcessSampler
-from localml.sweep.space import SearchSpace, make_sampler
+from amlkit.sweep.bayesian import GaussianProcessSampler
+from amlkit.sweep.space import SearchSpace, make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.drift import compare_tables, psi
+from amlkit.drift import compare_tables, psi
 from tests.conftest import REPO
 
 DIABETES = REPO / "examples" / "data" / "diabetes" / "diabetes.csv"

@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from localml.errors import LocalMLValidationError
-from localml.rai.causal import causal_effects
-from localml.rai.counterfactuals import counterfactuals
-from localml.rai.dashboard import SECTIONS
-from localml.rai.dashboard import write as write_dashboard
-from localml.rai.errors import analyze_errors
-from localml.rai.explanation import explain
-from localml.rai.fairness import fairness
-from localml.rai.review import Review, build_review
-from localml.rai.scorecard import Thresholds, scorecard
+from amlkit.errors import SpecError
+from amlkit.rai.causal import causal_effects
+from amlkit.rai.counterfactuals import counterfactuals
+from amlkit.rai.dashboard import SECTIONS
+from amlkit.rai.dashboard import write as write_dashboard
+from amlkit.rai.error_analysis import analyze_errors
+from amlkit.rai.explanation import explain
+from amlkit.rai.fairness import fairness
+from amlkit.rai.review import Review, build_review
+from amlkit.rai.scorecard import Thresholds, scorecard
 from tests.conftest import REPO
 
 RAI_DATA = REPO / "examples" / "data" / "diabetes-rai"
@@ -129,24 +129,24 @@ def test_fairness_by_age_band_reports_each_cohort_and_the_largest_gap(review):
     ],
 )
 def test_unknown_features_are_named(review, call, message):
-    with pytest.raises(LocalMLValidationError, match=message):
+    with pytest.raises(SpecError, match=message):
         call(review)
 
 
 def test_review_inputs_are_checked_before_any_insight(data, tmp_path, review):
     train, test = data
-    with pytest.raises(LocalMLValidationError, match="Target column 'Diabetic' is missing from the test data"):
+    with pytest.raises(SpecError, match="Target column 'Diabetic' is missing from the test data"):
         build_review(review.model_path, train, test.drop(columns=TARGET), TARGET, "classification")
     # a model trained on two features does not match data with eight
     from sklearn.linear_model import LogisticRegression
 
     two = train[["PlasmaGlucose", "Age"]]
     path = save_model(LogisticRegression().fit(two, train[TARGET]), two, tmp_path / "two")
-    with pytest.raises(LocalMLValidationError, match="the data has columns the model does not take"):
+    with pytest.raises(SpecError, match="the data has columns the model does not take"):
         build_review(path, train, test, TARGET, "classification")
-    with pytest.raises(LocalMLValidationError, match="Categorical column"):
+    with pytest.raises(SpecError, match="Categorical column"):
         build_review(review.model_path, train, test, TARGET, "classification", categorical=["Smoker"])
-    with pytest.raises(LocalMLValidationError, match="task_type 'forecasting'"):
+    with pytest.raises(SpecError, match="task_type 'forecasting'"):
         build_review(review.model_path, train, test, TARGET, "forecasting")
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from typing import Any
 import optuna
 from scipy.stats import norm
 
-from localml.errors import LocalMLValidationError, UnsupportedFeatureError
+from amlkit.errors import SpecError, UnsupportedFeatureError
 
 #: The sampling algorithms localml runs: Azure's three, with random's ``rule="sobol"`` as its own name.
 SAMPLING_ALGORITHMS = ("grid", "random", "sobol", "bayesian")
@@ -139,7 +140,7 @@ def parse_sampling(value: Any) -> tuple[str, int | None]:
         return _sampling_name(value), None
     if not isinstance(value, Mapping):
         if not hasattr(value, "type"):
-            raise LocalMLValidationError(
+            raise SpecError(
                 f"sampling_algorithm must be 'grid', 'random', 'bayesian' or a sampling algorithm object "
                 f"such as RandomSamplingAlgorithm(seed=1), got {value!r}."
             )
@@ -155,7 +156,7 @@ def parse_sampling(value: Any) -> tuple[str, int | None]:
     if rule is not None:
         rule = str(rule).strip().lower()
         if name != "random":
-            raise LocalMLValidationError(
+            raise SpecError(
                 f"sampling_algorithm rule={rule!r} applies to random sampling only, but the type is {name!r}. "
                 "Use RandomSamplingAlgorithm(rule=...) or remove the rule."
             )
@@ -172,7 +173,7 @@ def parse_sampling(value: Any) -> tuple[str, int | None]:
         )
     seed = value.get("seed")
     if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32):
-        raise LocalMLValidationError(
+        raise SpecError(
             f"sampling_algorithm seed must be a whole number from 0 to 2**32 - 1, got {seed!r}."
         )
     return name, None if seed is None else int(seed)
@@ -190,8 +191,8 @@ def _is_e(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and abs(float(value) - math.e) < 1e-12
 
 
-def _fail(label: str, problem: str, advice: str) -> LocalMLValidationError:
-    return LocalMLValidationError(f"search_space parameter '{label}' {problem}. {advice}")
+def _fail(label: str, problem: str, advice: str) -> SpecError:
+    return SpecError(f"search_space parameter '{label}' {problem}. {advice}")
 
 
 def _number(label: str, kind: str, spec: Mapping, key: str) -> float:
@@ -296,7 +297,7 @@ def _parse_space(space: Mapping, sampling: str, prefix: str = "", nested: bool =
     for name, spec in space.items():
         label = f"{prefix}{name}"
         if not isinstance(name, str) or not name:
-            raise LocalMLValidationError(
+            raise SpecError(
                 f"search_space has the parameter name {label!r}. Name each parameter with a non-empty string."
             )
         if nested and not isinstance(spec, Mapping):
@@ -305,7 +306,7 @@ def _parse_space(space: Mapping, sampling: str, prefix: str = "", nested: bool =
             node = _parse_expression(label, spec, sampling)
         for output in _outputs(name, node):
             if output in produced:
-                raise LocalMLValidationError(
+                raise SpecError(
                     f"search_space parameters '{produced[output]}' and '{label}' can both set the trial parameter "
                     f"'{output}' (a choice's nested dict merges its keys into the trial's parameters). "
                     "Rename one of them."
@@ -354,7 +355,7 @@ def _draw(dist: _Dist, trial: optuna.trial.Trial, key: str) -> int | float:
 class SearchSpace:
     """A sweep's search space (the SDK's ``search_space`` dict form), validated for one sampling algorithm.
 
-    ``SearchSpace(space, sampling)`` raises ``LocalMLValidationError`` naming the parameter for an empty or
+    ``SearchSpace(space, sampling)`` raises ``SpecError`` naming the parameter for an empty or
     non-dict space, an unknown expression type, missing, unexpected or invalid fields (``min_value >= max_value``,
     ``q <= 0``, ``sigma <= 0``, an empty choice, ``upper < 1``), grid sampling over anything but choices,
     bayesian sampling over anything but choice, uniform and quniform, and two entries that could set the same
@@ -368,12 +369,12 @@ class SearchSpace:
     def __init__(self, space: Mapping[str, Any], sampling: str):
         self.sampling = _sampling_name(sampling) if isinstance(sampling, str) else parse_sampling(sampling)[0]
         if not isinstance(space, Mapping):
-            raise LocalMLValidationError(
+            raise SpecError(
                 f"The sweep's search_space must be a dict of parameter names to sweep expressions, "
                 f"got {type(space).__name__}. Bind each swept input to an azure.ai.ml.sweep expression."
             )
         if not space:
-            raise LocalMLValidationError(
+            raise SpecError(
                 "The sweep's search_space is empty. Bind at least one input to a sweep expression, "
                 "e.g. job(learning_rate=Uniform(0.01, 0.1)).sweep(...)."
             )
@@ -405,7 +406,7 @@ class SearchSpace:
 
         A choice value that is a nested dict counts as the number of leaf combinations inside it (the product
         of its own choices), so ``Choice([1, {"a": Choice([1, 2]), "b": 3}])`` counts 1 + 2 = 3. Raises
-        ``LocalMLValidationError`` if the space has any expression other than a choice.
+        ``SpecError`` if the space has any expression other than a choice.
         """
         if self._grid_size is None:
             self._grid_size = _space_size(self._root)
@@ -443,7 +444,7 @@ def _node_size(name: str, node: Any) -> int:
         return 1
     if isinstance(node, _Choice):
         return sum(_space_size(option) if isinstance(option, _Space) else 1 for option in node.options)
-    raise LocalMLValidationError(
+    raise SpecError(
         f"search_space parameter '{name}' is {node.kind}, and a grid has only choices. "
         f"Make '{name}' a Choice([...]) to grid over it."
     )
@@ -500,19 +501,19 @@ def make_sampler(
       0, so a sobol sweep is reproducible. Optuna's ``QMCSampler`` draws the very first trial with its
       random sampler (same seed) and takes the space from it; parameters of nested dicts that the first
       trial did not draw are then sampled at random.
-    * ``bayesian``: :class:`~localml.sweep.bayesian.GaussianProcessSampler` ``(seed=seed or 0, n_startup_trials=...)``,
+    * ``bayesian``: :class:`~amlkit.sweep.bayesian.GaussianProcessSampler` ``(seed=seed or 0, n_startup_trials=...)``,
       a Gaussian process with Expected Improvement like Azure's bayesian sampling (Optuna's TPE barely beats
       random sampling at sweep budgets, and its ``GPSampler`` needs torch): 5 random start-up trials, or a
       quarter of ``max_total_trials`` when that is smaller (at least 1), so that it starts exploiting early.
     """
     name = _sampling_name(sampling)
     if name != space.sampling:
-        raise LocalMLValidationError(
+        raise SpecError(
             f"make_sampler({name!r}) needs a SearchSpace built for {name!r} sampling, "
             f"got one built for {space.sampling!r}."
         )
     if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32):
-        raise LocalMLValidationError(f"The sampling seed must be a whole number from 0 to 2**32 - 1, got {seed!r}.")
+        raise SpecError(f"The sampling seed must be a whole number from 0 to 2**32 - 1, got {seed!r}.")
     if name == "grid":
         return AskTellGridSampler({GRID_PARAM: list(range(space.grid_size()))}, seed=seed)
     if name == "random":
@@ -527,6 +528,29 @@ def make_sampler(
     startup = MAX_BAYESIAN_STARTUP_TRIALS
     if max_total_trials is not None:
         startup = max(1, min(MAX_BAYESIAN_STARTUP_TRIALS, int(max_total_trials) // 4))
-    from localml.sweep.bayesian import GaussianProcessSampler  # scikit-learn: loaded for bayesian sweeps only
+    from amlkit.sweep.bayesian import (
+        GaussianProcessSampler,  # scikit-learn: loaded for bayesian sweeps only
+    )
 
     return GaussianProcessSampler(seed=DEFAULT_SEED if seed is None else seed, n_startup_trials=startup)
+
+
+def parameter_names(space: dict) -> set[str]:
+    """Every hyperparameter a search space can set; a choice among dicts contributes the dicts' keys."""
+    names = set()
+    for name, expression in space.items():
+        nested = [v for v in (expression.get("values") or []) if isinstance(v, dict)] if isinstance(expression, dict) else []
+        if nested:
+            for value in nested:
+                names |= parameter_names({k: v if isinstance(v, dict) else {"type": "literal"} for k, v in value.items()})
+        else:
+            names.add(name)
+    return names
+
+
+_TRIAL_PLACEHOLDER = re.compile(r"\$\{\{\s*(?:inputs|search_space)\.([A-Za-z0-9_]+)\s*\}\}")
+
+
+def referenced_parameters(command: str | None) -> set[str]:
+    """The names a trial command reads as ``${{inputs.<name>}}`` or ``${{search_space.<name>}}``."""
+    return set(_TRIAL_PLACEHOLDER.findall(command or ""))

@@ -1,13 +1,12 @@
-"""Tests for localml.mltable: real MLTable folders written to tmp_path, no mocks."""
+"""Tests for amlkit.mltable: real MLTable folders written to tmp_path, no mocks."""
 
-import json
 import pathlib
 import shutil
 
 import pandas as pd
 import pytest
 
-from localml.mltable import MLTableError, load_mltable, read_mltable_spec
+from amlkit.mltable import MLTableError, load_mltable, read_mltable_spec
 
 DIABETES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "data" / "diabetes"
 

@@ -7,7 +7,7 @@ import base64
 import html
 from pathlib import Path
 
-from localml.plots import new_figure, png
+from amlkit.plots import new_figure, png
 
 SECTIONS = ("overview", "explanations", "error-analysis", "counterfactuals", "causal", "fairness")
 

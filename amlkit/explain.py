@@ -75,7 +75,7 @@ def shap_importance(
 
 
 def plot_importance(importance: dict[str, float], path: Path, title: str) -> None:
-    from localml.plots import new_figure, png
+    from amlkit.plots import new_figure, png
 
     names = list(importance)[::-1]
     figure, axis = new_figure((6, 0.35 * len(names) + 1))

@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 
-from localml.rai.review import Review
+from amlkit.rai.review import Review
 
 
 def counterfactuals(

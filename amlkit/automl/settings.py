@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from localml.errors import LocalMLValidationError, UnsupportedFeatureError
+from amlkit.errors import SpecError, UnsupportedFeatureError
 
 CLASSIFICATION_METRICS = (
     "accuracy", "AUC_weighted", "average_precision_score_weighted", "norm_macro_recall", "precision_score_weighted",
@@ -68,7 +68,7 @@ def canonical(name: str, known: tuple[str, ...] | dict, what: str) -> str:
     by_key = {normalize(k): k for k in known}
     value = str(getattr(name, "value", name))
     if normalize(value) not in by_key:
-        raise LocalMLValidationError(f"Unknown {what} '{value}'. Use one of: {', '.join(known)}.")
+        raise SpecError(f"Unknown {what} '{value}'. Use one of: {', '.join(known)}.")
     return by_key[normalize(value)]
 
 
@@ -157,7 +157,7 @@ def settings_from_job(job) -> AutoMLSettings:
     default_metric = "accuracy" if task == "classification" else "normalized_root_mean_squared_error"
     primary_metric = canonical(job.primary_metric or default_metric, metrics, f"primary metric for {task}")
     if not job.target_column_name:
-        raise LocalMLValidationError("The AutoML job has no target_column_name: name the column to predict.")
+        raise SpecError("The AutoML job has no target_column_name: name the column to predict.")
     if getattr(job, "cv_split_column_names", None):
         raise UnsupportedFeatureError("cv_split_column_names", "Use n_cross_validations or validation data.")
     allowed, blocked = _algorithms(job.training, task)
@@ -203,7 +203,7 @@ def _estimators(allowed: list[str], blocked: list[str], task: str) -> list[str]:
         )
     chosen = [a for a in (allowed or table) if a not in blocked]
     if not chosen:
-        raise LocalMLValidationError("Every training algorithm is blocked: allow at least one.")
+        raise SpecError("Every training algorithm is blocked: allow at least one.")
     return [table[a] for a in chosen]
 
 
@@ -216,7 +216,7 @@ def _cross_validations(value) -> int | None:
         return None
     folds = int(value)
     if folds < 2:
-        raise LocalMLValidationError(f"n_cross_validations must be at least 2, got {folds}.")
+        raise SpecError(f"n_cross_validations must be at least 2, got {folds}.")
     return folds
 
 
@@ -225,13 +225,13 @@ def _apply_limits(settings: AutoMLSettings, limits) -> None:
         return
     if limits.timeout_minutes is not None:
         if limits.timeout_minutes <= 0:
-            raise LocalMLValidationError(f"timeout_minutes must be positive, got {limits.timeout_minutes}.")
+            raise SpecError(f"timeout_minutes must be positive, got {limits.timeout_minutes}.")
         settings.timeout_seconds = float(limits.timeout_minutes) * 60
     if limits.trial_timeout_minutes is not None:
         settings.trial_timeout_seconds = float(limits.trial_timeout_minutes) * 60
     if limits.max_trials is not None:
         if limits.max_trials < 1:
-            raise LocalMLValidationError(f"max_trials must be at least 1, got {limits.max_trials}.")
+            raise SpecError(f"max_trials must be at least 1, got {limits.max_trials}.")
         settings.max_trials = int(limits.max_trials)
     if limits.enable_early_termination is not None:
         settings.early_termination = bool(limits.enable_early_termination)

@@ -3,7 +3,7 @@
 import json
 import subprocess
 
-from localml.execution.placeholders import render_command
+from amlkit.placeholders import render_command
 
 AWKWARD = "it's a \"title\" with $HOME and `ticks`"
 

@@ -10,6 +10,8 @@ import re
 import shlex
 from typing import Any
 
+from amlkit.errors import SpecError
+
 PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
 OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 #: A placeholder, with the quotes around it when the command quotes it itself ('${{inputs.title}}').
@@ -37,3 +39,18 @@ def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]
         return shlex.quote(value)
 
     return QUOTED_PLACEHOLDER.sub(substitute, OPTIONAL.sub(optional, command))
+
+
+def check_placeholders(command: str, inputs: dict, outputs: dict, job_name: str) -> None:
+    """Every ``${{inputs.x}}`` / ``${{outputs.y}}`` must name a declared input or output."""
+    if not command or not command.strip():
+        raise SpecError(f"Job '{job_name}' has an empty command.")
+    declared = {"inputs": inputs, "outputs": outputs}
+    # an optional part $[[...]] may name an input the job leaves out; it is dropped at run time
+    for group, key in PLACEHOLDER.findall(OPTIONAL.sub("", command)):
+        if key not in declared[group]:
+            known = ", ".join(sorted(declared[group])) or "none"
+            raise SpecError(
+                f"The command of job '{job_name}' uses ${{{{{group}.{key}}}}}, but the job declares no {group[:-1]} "
+                f"named '{key}' (declared {group}: {known}). Add it to {group}= or fix the command."
+            )

@@ -1,13 +1,18 @@
-"""localml.sweep.policies: Azure's early termination policies on deterministic metric curves."""
+"""amlkit.sweep.policies: Azure's early termination policies on deterministic metric curves."""
 
 from __future__ import annotations
 
 import pytest
 from azure.ai.ml import command
-from azure.ai.ml.sweep import BanditPolicy, Choice, MedianStoppingPolicy, TruncationSelectionPolicy
+from azure.ai.ml.sweep import (
+    BanditPolicy,
+    Choice,
+    MedianStoppingPolicy,
+    TruncationSelectionPolicy,
+)
 
-from localml.errors import LocalMLValidationError, UnsupportedFeatureError
-from localml.sweep.policies import EarlyTermination, TrialProgress
+from amlkit.errors import SpecError, UnsupportedFeatureError
+from amlkit.sweep.policies import EarlyTermination, TrialProgress
 
 ENV = "AzureML-sklearn-1.5@latest"
 
@@ -181,14 +186,14 @@ def test_each_trial_and_interval_is_judged_once():
     ],
 )
 def test_invalid_policies_are_rejected(policy, message):
-    with pytest.raises(LocalMLValidationError, match=message):
+    with pytest.raises(SpecError, match=message):
         EarlyTermination(policy_dict(policy), maximize=True)
 
 
 def test_malformed_policy_dicts_are_rejected():
     with pytest.raises(UnsupportedFeatureError, match="'hyperband'"):
         EarlyTermination({"type": "hyperband"}, maximize=True)
-    with pytest.raises(LocalMLValidationError, match="unexpected field"):
+    with pytest.raises(SpecError, match="unexpected field"):
         EarlyTermination({"type": "median_stopping", "slack_factor": 0.1}, maximize=True)
-    with pytest.raises(LocalMLValidationError, match="exclude_finished_jobs='yes'"):
+    with pytest.raises(SpecError, match="exclude_finished_jobs='yes'"):
         EarlyTermination({"type": "truncation_selection", "truncation_percentage": 10, "exclude_finished_jobs": "yes"}, True)

@@ -1,0 +1,1 @@
+"""Azure ML sweeps: search spaces and their sampling algorithms, and the early termination policies."""
