@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -49,11 +48,7 @@ class JobRunner:
                 self._set_status("Preparing")
                 command, workdir, env = self._prepare()
                 self._set_status("Running")
-                # finalizing needs MLflow, slow to import: load it while the job's own command runs
-                preload = threading.Thread(target=lambda: self.workspace.tracking.client, daemon=True)
-                preload.start()
                 return_code = self._execute(command, workdir, env)
-                preload.join()
                 self._set_status("Finalizing")
                 self._store_artifacts(workdir)
                 status, error = self._outcome(return_code)
@@ -190,7 +185,6 @@ class JobRunner:
 
     # -- Finalizing -----------------------------------------------------------------------
     def _store_artifacts(self, workdir: Path) -> None:
-        client = self.workspace.tracking.client
         for local, artifact_path in (
             (workdir / "outputs", "outputs"),
             (workdir / "logs", "logs"),
@@ -198,7 +192,7 @@ class JobRunner:
             (self.job_dir / "system_logs", "system_logs"),
         ):
             if local.is_dir() and any(local.iterdir()):
-                client.log_artifacts(self.name, str(local), artifact_path)
+                self.workspace.tracking.log_artifacts(self.name, local, artifact_path)
 
     def _record_summary(self, workdir: Path) -> None:
         """Copy the properties a job's program reported (an AutoML job's best run) into the job's record."""
