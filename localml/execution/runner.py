@@ -172,6 +172,9 @@ class JobRunner:
                     if self._cancel_requested():
                         self._request_stop("canceled")
                 if self.stop_reason:
+                    # a sweep's trials and a pipeline's nodes run under this process too: marked CancelRequested
+                    # first, they end Canceled even when stop_tree kills their runner before it records that
+                    cancel_children(self.catalog, self.name)
                     stop_tree(os.getpid(), include_root=False)
         return self.child.returncode
 
