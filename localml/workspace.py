@@ -100,16 +100,14 @@ class LocalWorkspace:
 
     def run_artifact_path(self, run_id: str, path: str) -> Path:
         """A run's artifact as a local path; a model logged with MLflow 3's ``log_model`` is fetched by name."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            run = self.tracking.client.get_run(run_id)
-        except MlflowException:
-            raise _errors().not_found("Job or run", run_id) from None
-        local = Path(run.info.artifact_uri.removeprefix("file://")) / path
+        artifacts = self.tracking.artifact_dir(run_id)
+        if artifacts is None:
+            raise _errors().not_found("Job or run", run_id)
+        local = artifacts / path
         if local.exists():
             return local
         import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
 
         cache = self.root / "cache" / "artifacts" / hashlib.sha256(f"{run_id}/{path}".encode()).hexdigest()[:32]
         if not cache.exists():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
+import time
 
 import psutil
 
@@ -25,6 +27,25 @@ def is_alive(pid: int | None, started: float | None) -> bool:
         return abs(process.create_time() - (started or 0.0)) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def wait_for_exit(pid: int | None, seconds: float) -> None:
+    """Sleep ``seconds``, or less: until process ``pid`` ends, so a waiter sees a job end when it ends.
+
+    Linux tells through a pidfd; elsewhere this is a plain sleep. Either way the caller reads the job's status
+    afterwards, so a pid that another process reused costs only the sleep.
+    """
+    if pid is None or not hasattr(os, "pidfd_open"):
+        time.sleep(seconds)
+        return
+    try:
+        descriptor = os.pidfd_open(pid)
+    except OSError:  # already gone
+        return
+    try:
+        select.select([descriptor], [], [], seconds)
+    finally:
+        os.close(descriptor)
 
 
 def stop_tree(pid: int, grace_seconds: float = 5.0, include_root: bool = True) -> None:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -49,11 +48,7 @@ class JobRunner:
                 self._set_status("Preparing")
                 command, workdir, env = self._prepare()
                 self._set_status("Running")
-                # finalizing needs MLflow, slow to import: load it while the job's own command runs
-                preload = threading.Thread(target=lambda: self.workspace.tracking.client, daemon=True)
-                preload.start()
                 return_code = self._execute(command, workdir, env)
-                preload.join()
                 self._set_status("Finalizing")
                 self._store_artifacts(workdir)
                 status, error = self._outcome(return_code)
@@ -168,7 +163,7 @@ class JobRunner:
                 ["/bin/bash", "-c", command], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
             next_check = time.monotonic() + 1.0
-            while self.child.poll() is None:
+            while not self._exited_within(POLL_SECONDS):
                 now = time.monotonic()
                 if deadline is not None and now > deadline and not self.stop_reason:
                     self._request_stop(f"timeout of {timeout} s")
@@ -177,9 +172,19 @@ class JobRunner:
                     if self._cancel_requested():
                         self._request_stop("canceled")
                 if self.stop_reason:
+                    # a sweep's trials and a pipeline's nodes run under this process too: marked CancelRequested
+                    # first, they end Canceled even when stop_tree kills their runner before it records that
+                    cancel_children(self.catalog, self.name)
                     stop_tree(os.getpid(), include_root=False)
-                time.sleep(POLL_SECONDS)
         return self.child.returncode
+
+    def _exited_within(self, seconds: float) -> bool:
+        """Wait for the command, returning as soon as it exits (a fixed sleep would add up to ``seconds`` to every job)."""
+        try:
+            self.child.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def _request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -190,7 +195,6 @@ class JobRunner:
 
     # -- Finalizing -----------------------------------------------------------------------
     def _store_artifacts(self, workdir: Path) -> None:
-        client = self.workspace.tracking.client
         for local, artifact_path in (
             (workdir / "outputs", "outputs"),
             (workdir / "logs", "logs"),
@@ -198,7 +202,7 @@ class JobRunner:
             (self.job_dir / "system_logs", "system_logs"),
         ):
             if local.is_dir() and any(local.iterdir()):
-                client.log_artifacts(self.name, str(local), artifact_path)
+                self.workspace.tracking.log_artifacts(self.name, local, artifact_path)
 
     def _record_summary(self, workdir: Path) -> None:
         """Copy the properties a job's program reported (an AutoML job's best run) into the job's record."""

@@ -32,13 +32,7 @@ from localml.execution.command import (
     upload_code,
 )
 from localml.execution.drivers import driver_command
-from localml.execution.processes import (
-    cancel_children,
-    is_alive,
-    request_cancel,
-    start_time,
-    stop_group,
-)
+from localml.execution.processes import cancel_children, is_alive, request_cancel, start_time, stop_group, wait_for_exit
 from localml.faults import FaultInjector
 from localml.pipeline import submit as pipeline
 from localml.pollers import WaitingPoller
@@ -295,7 +289,7 @@ class JobOperations:
             position = _print_new(log_path, position)
             if row["status"] in TERMINAL_STATUSES:
                 break
-            time.sleep(STREAM_POLL_SECONDS)
+            wait_for_exit(row["pid"], STREAM_POLL_SECONDS)
         print(f"\nExecution Summary\n=================\nRunId: {name}\nStatus: {row['status']}", flush=True)
         if row["status"] == "Failed":
             message = row["error"] or f"Job {name} failed."

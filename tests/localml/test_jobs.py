@@ -222,6 +222,31 @@ def test_compute_runs_one_job_at_a_time_in_submission_order(ml_client, code_dir,
     assert rows[0]["ended_at"] <= rows[1]["started_at"]
 
 
+def test_a_job_stores_its_mlflow_run_without_loading_mlflow(ml_client, tmp_path, monkeypatch):
+    # importing MLflow takes seconds, more than a small job: the runner keeps the run with plain SQL and file copies
+    shadow = tmp_path / "shadow" / "mlflow"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('the job runner loaded MLflow')\n")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "write.py").write_text("open('outputs/result.txt', 'w').write('kept')\nprint('wrote it')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))  # the runner (and the script) inherit it
+
+    job = ml_client.jobs.create_or_update(command(code=str(code), command="python write.py", environment=ENV))
+    ml_client.jobs.stream(job.name)
+
+    from mlflow.tracking import MlflowClient
+
+    mlflow_client = MlflowClient(tracking_uri=ml_client.mlflow_tracking_uri)
+    run = mlflow_client.get_run(job.name)
+    assert run.info.status == "FINISHED" and run.info.end_time >= run.info.start_time
+    stored = {a.path for a in mlflow_client.list_artifacts(job.name, "outputs")}
+    assert stored == {"outputs/result.txt"}
+    ml_client.jobs.download(job.name, download_path=tmp_path / "dl")
+    assert (tmp_path / "dl" / "artifacts" / "outputs" / "result.txt").read_text() == "kept"
+    assert "wrote it" in (tmp_path / "dl" / "artifacts" / "user_logs" / "std_log.txt").read_text()
+
+
 def test_killed_runner_is_reported_failed(ml_client, code_dir, tmp_path, helpers, capsys):
     state = tmp_path / "state.json"
     job = ml_client.jobs.create_or_update(sleep_job(code_dir, state, 300))
