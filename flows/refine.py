@@ -171,9 +171,8 @@ def _register_refined_model(params: RefineParameters, code: GeneratedCode, autom
                             comparison: ModelComparison) -> str:
     """Registers the job's model, tagged with the AutoML run it was compared to and both scores."""
     metric = code.primary_metric
-    return register_model(params.workspace, ModelSpec(
-        name=params.model_name,
-        path=f"azureml://jobs/{job_name}/outputs/artifacts/paths/{MODEL_OUTPUT}",
+    return register_model(params.workspace, ModelSpec.of_job_artifacts(
+        params.model_name, job_name, MODEL_OUTPUT,
         tags={
             "job_name": job_name,
             "compared_to": code.best_run,
