@@ -239,6 +239,7 @@ def _refine_markdown(comparison: ModelComparison, automl_job: str, refined_job: 
         )
         + "\n"
     )
+    return markdown
 
 
 @task(name="publish_review_report")
