@@ -105,7 +105,7 @@ def compare_tables(
     missing, extra = sorted(set(reference.columns) - set(current.columns)), sorted(set(current.columns) - set(reference.columns))
     if missing or extra:
         raise ValueError(
-            f"The current data's columns do not match the reference's: "
+            "The current data's columns do not match the reference's: "
             + "; ".join(filter(None, [f"missing {missing}" if missing else "", f"not in the reference {extra}" if extra else ""]))
             + ". Monitor a version of the same table the model was trained on."
         )

@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from flows.parameters import FlowParameters
 from flows.train import Hyperparameter, TrainParameters, start_job
-from tasks.automl import automl_job_of, generated_training_code
+from tasks.automl import GeneratedCode, automl_job_of, generated_training_code
 from tasks.environments import EnvironmentSpec, check_conda_file, is_conda_file, register_environment
-from tasks.evaluation import RegistrationRule, RunArtifact, compare_models, registration_decision
+from tasks.evaluation import ModelComparison, RegistrationRule, RunArtifact, compare_models, registration_decision
 from tasks.jobs import InputSpec, job_metrics, wait_for_job
 from tasks.models import ModelSpec, register_model
 from tasks.reports import publish_refine_report
@@ -93,34 +93,10 @@ def refine(params: RefineParameters = RefineParameters.defaults()) -> RefineResu
     workspace = params.workspace
     automl_job = automl_job_of(workspace, params.baseline)
     code = generated_training_code(workspace, automl_job, params.code_folder, keep_edited=params.script is not None)
-    environment = code.environment_file if params.environment == GENERATED else params.environment
-    if is_conda_file(environment):
-        environment = register_environment(workspace, EnvironmentSpec(name=f"{params.model_name}-env", conda_file=environment))
-    training = TrainParameters(
-        workspace=workspace,
-        script=params.script or code.script,
-        data=code.data_inputs["training_data"],
-        data_type="mltable",
-        more_data={k: InputSpec(type="mltable", path=v) for k, v in code.data_inputs.items() if k != "training_data"},
-        hyperparameters=params.hyperparameters,
-        environment=environment,
-        compute=params.compute,
-        max_instances=params.max_instances,
-        experiment_name=params.experiment_name,
-        model_name=params.model_name,
-        model_output=MODEL_OUTPUT,
-        timeout_minutes=params.timeout_minutes,
-        refresh=params.refresh,
-    )
+    training = _training_parameters(params, code, _environment(params, code))
     _, job = start_job(training)
     result = wait_for_job(workspace, job.name, timeout_seconds=params.timeout_minutes * 60)
-    metrics = job_metrics(workspace, job.name)
-    if code.primary_metric not in metrics:
-        raise MetricNotLoggedError(
-            f"Job {job.name} completed but never logged {code.primary_metric}, the metric it is compared on "
-            f"(it logged: {', '.join(sorted(metrics)) or 'nothing'}). Log it with mlflow.log_metric('{code.primary_metric}', ...) "
-            f"as the generated script does. The job's log: {result.studio_url} (or ml_client.jobs.download('{job.name}'))."
-        )
+    _check_primary_metric_logged(workspace, job.name, code.primary_metric, result.studio_url)
     comparison = compare_models(
         workspace,
         baseline=RunArtifact(run_id=code.best_run, path="outputs/mlflow-model"),
@@ -131,24 +107,7 @@ def refine(params: RefineParameters = RefineParameters.defaults()) -> RefineResu
         primary_metric=code.primary_metric,
     )
     register, decision = registration_decision(comparison, params.registration_rule, params.tolerance)
-    model = None
-    if register:
-        metric = code.primary_metric
-        model = register_model(workspace, ModelSpec(
-            name=params.model_name,
-            path=f"azureml://jobs/{job.name}/outputs/artifacts/paths/{MODEL_OUTPUT}",
-            tags={
-                "job_name": job.name,
-                "compared_to": code.best_run,
-                "automl_job": automl_job,
-                "baseline": params.baseline,
-                f"held_out_{metric}": f"{comparison.candidate_score:.4f}",
-                f"automl_held_out_{metric}": f"{comparison.baseline_score:.4f}",
-                "registration_rule": params.registration_rule,
-                "changes": json.dumps(params.hyperparameters, sort_keys=True),
-                "script": "edited" if params.script else "generated",
-            },
-        )).reference
+    model = _register_refined_model(params, code, automl_job, job.name, comparison) if register else None
     publish_refine_report(
         comparison, automl_job, job.name, {k: str(v) for k, v in params.hyperparameters.items()}, decision, model,
         {f"AutoML {automl_job}": code.studio_url, f"refined {job.name}": result.studio_url},
@@ -167,3 +126,62 @@ def refine(params: RefineParameters = RefineParameters.defaults()) -> RefineResu
         studio_url=result.studio_url,
         reused=job.reused,
     )
+
+
+def _environment(params: RefineParameters, code: GeneratedCode) -> str:
+    """The environment the script runs in; a conda file (AutoML's or the user's) is registered as one first."""
+    environment = code.environment_file if params.environment == GENERATED else params.environment
+    if is_conda_file(environment):
+        environment = register_environment(params.workspace, EnvironmentSpec(name=f"{params.model_name}-env", conda_file=environment))
+    return environment
+
+
+def _training_parameters(params: RefineParameters, code: GeneratedCode, environment: str) -> TrainParameters:
+    """The generated (or edited) script as a command job on the data AutoML trained, validated and tested on."""
+    return TrainParameters(
+        workspace=params.workspace,
+        script=params.script or code.script,
+        data=code.data_inputs["training_data"],
+        data_type="mltable",
+        more_data={k: InputSpec(type="mltable", path=v) for k, v in code.data_inputs.items() if k != "training_data"},
+        hyperparameters=params.hyperparameters,
+        environment=environment,
+        compute=params.compute,
+        max_instances=params.max_instances,
+        experiment_name=params.experiment_name,
+        model_name=params.model_name,
+        model_output=MODEL_OUTPUT,
+        timeout_minutes=params.timeout_minutes,
+        refresh=params.refresh,
+    )
+
+
+def _check_primary_metric_logged(workspace: str, job_name: str, primary_metric: str, studio_url: str | None) -> None:
+    """An edited script may drop the metric both models are compared on: say so before scoring anything."""
+    metrics = job_metrics(workspace, job_name)
+    if primary_metric not in metrics:
+        raise MetricNotLoggedError(
+            f"Job {job_name} completed but never logged {primary_metric}, the metric it is compared on "
+            f"(it logged: {', '.join(sorted(metrics)) or 'nothing'}). Log it with mlflow.log_metric('{primary_metric}', ...) "
+            f"as the generated script does. The job's log: {studio_url} (or ml_client.jobs.download('{job_name}'))."
+        )
+
+
+def _register_refined_model(params: RefineParameters, code: GeneratedCode, automl_job: str, job_name: str,
+                            comparison: ModelComparison) -> str:
+    """Registers the job's model, tagged with the AutoML run it was compared to and both scores."""
+    metric = code.primary_metric
+    return register_model(params.workspace, ModelSpec.of_job_artifacts(
+        params.model_name, job_name, MODEL_OUTPUT,
+        tags={
+            "job_name": job_name,
+            "compared_to": code.best_run,
+            "automl_job": automl_job,
+            "baseline": params.baseline,
+            f"held_out_{metric}": f"{comparison.candidate_score:.4f}",
+            f"automl_held_out_{metric}": f"{comparison.baseline_score:.4f}",
+            "registration_rule": params.registration_rule,
+            "changes": json.dumps(params.hyperparameters, sort_keys=True),
+            "script": "edited" if params.script else "generated",
+        },
+    )).reference

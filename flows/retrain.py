@@ -19,11 +19,11 @@ from pydantic import Field, model_validator
 
 from flows.baseline import BaselineParameters, baseline
 from flows.parameters import FlowParameters
-from flows.rai_review import RAIReviewParameters, rai_review
+from flows.rai_review import RAIReviewParameters, RAIReviewResult, rai_review
 from flows.tune import TuneParameters, tune
 from tasks.data import resolve_data
 from tasks.evaluation import RetrainResult, best_candidate, promotion_decision
-from tasks.models import find_champion, promote_model, resolve_model, tag_model_version
+from tasks.models import ModelRef, find_champion, promote_model, resolve_model, tag_model_version
 from tasks.rai import INSIGHTS, Insight, ScorecardThresholds, review_score
 from tasks.reports import publish_retrain_report
 
@@ -76,31 +76,13 @@ def retrain(params: RetrainParameters = RetrainParameters.defaults()) -> Retrain
     workspace = params.workspace
     data = resolve_data(workspace, params.data)  # an unknown data version stops here: nothing trained, nothing changed
     champion = find_champion(workspace, params.model_name)
-    trained = baseline(BaselineParameters(
-        workspace=workspace, data=data.reference, target_column=params.target_column, timeout_minutes=params.timeout_minutes,
-        max_trials=params.max_trials, allowed_algorithms=params.allowed_algorithms, compute=params.compute,
-        experiment_name=params.experiment_name, model_name=params.model_name,
-    ))
-    models = [resolve_model(workspace, trained.model)]
-    if params.tune:
-        tuned = tune(TuneParameters(
-            workspace=workspace, data=data.reference, data_type="mltable", compute=params.compute,
-            max_total_trials=params.tune_trials, experiment_name=f"{params.experiment_name}-tune", model_name=params.model_name,
-        ))
-        models.append(resolve_model(workspace, tuned.model))
+    models = _train_candidates(params, data.reference)
     metric = params.thresholds.primary_metric
     reviews = [rai_review(params.review(model.reference)) for model in models]
     scores = [review_score(review.checks, metric) for review in reviews]
     best = best_candidate([review.passed for review in reviews], scores, metric)
     candidate, review, candidate_score = models[best], reviews[best], scores[best]
-    if champion is not None and champion.reference == candidate.reference:
-        promote, champion_score = False, candidate_score
-        decision = f"unchanged: {candidate.reference} is the champion already (the same data and settings trained it)"
-    else:
-        champion_score = review_score(rai_review(params.review(champion.reference)).checks, metric) if champion else None
-        promote, decision = promotion_decision(
-            review.passed, review.reasons, metric, candidate_score, champion.reference if champion else None, champion_score
-        )
+    promote, decision, champion_score = _judge_against_champion(params, candidate, review, candidate_score, champion)
     if promote:
         promote_model(workspace, candidate, champion, {"promoted_because": decision[:500]})
     champion_after = candidate.reference if promote else (champion.reference if champion else None)
@@ -117,3 +99,33 @@ def retrain(params: RetrainParameters = RetrainParameters.defaults()) -> Retrain
     publish_retrain_report(result)
     return result
 
+
+def _train_candidates(params: RetrainParameters, data: str) -> list[ModelRef]:
+    """AutoML's best model on the data, and the tuned script's when ``tune`` asks for one."""
+    workspace = params.workspace
+    trained = baseline(BaselineParameters(
+        workspace=workspace, data=data, target_column=params.target_column, timeout_minutes=params.timeout_minutes,
+        max_trials=params.max_trials, allowed_algorithms=params.allowed_algorithms, compute=params.compute,
+        experiment_name=params.experiment_name, model_name=params.model_name,
+    ))
+    models = [resolve_model(workspace, trained.model)]
+    if params.tune:
+        tuned = tune(TuneParameters(
+            workspace=workspace, data=data, data_type="mltable", compute=params.compute,
+            max_total_trials=params.tune_trials, experiment_name=f"{params.experiment_name}-tune", model_name=params.model_name,
+        ))
+        models.append(resolve_model(workspace, tuned.model))
+    return models
+
+
+def _judge_against_champion(params: RetrainParameters, candidate: ModelRef, review: RAIReviewResult, candidate_score: float,
+                            champion: ModelRef | None) -> tuple[bool, str, float | None]:
+    """Whether the candidate is promoted, why, and the champion's score, the champion reviewed like the candidate."""
+    metric = params.thresholds.primary_metric
+    if champion is not None and champion.reference == candidate.reference:
+        return False, f"unchanged: {candidate.reference} is the champion already (the same data and settings trained it)", candidate_score
+    champion_score = review_score(rai_review(params.review(champion.reference)).checks, metric) if champion else None
+    promote, decision = promotion_decision(
+        review.passed, review.reasons, metric, candidate_score, champion.reference if champion else None, champion_score
+    )
+    return promote, decision, champion_score

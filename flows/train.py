@@ -120,9 +120,8 @@ def train(params: TrainParameters = TrainParameters.defaults()) -> TrainResult:
     metrics = job_metrics(workspace, job.name)
     model = register_model(
         workspace,
-        ModelSpec(
-            name=params.model_name,
-            path=f"azureml://jobs/{job.name}/outputs/artifacts/paths/{params.model_output.strip('/')}",
+        ModelSpec.of_job_artifacts(
+            params.model_name, job.name, params.model_output,
             tags={"job_name": job.name, "data": data.reference, **{k: f"{v:.4f}" for k, v in metrics.items()}},
         ),
     )

@@ -117,9 +117,8 @@ def tune(params: TuneParameters = TuneParameters.defaults()) -> TuneResult:
     sweep = sweep_trials(workspace, job.name)
     model = register_model(
         workspace,
-        ModelSpec(
-            name=params.model_name,
-            path=f"azureml://jobs/{sweep.best_trial}/outputs/artifacts/paths/{params.model_output.strip('/')}",
+        ModelSpec.of_job_artifacts(
+            params.model_name, sweep.best_trial, params.model_output,
             tags={
                 "sweep_job": job.name,
                 "best_trial": str(sweep.best_trial),

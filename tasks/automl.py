@@ -306,10 +306,34 @@ def generated_training_code(workspace: str, automl_job: str, folder: str = "gene
         code.hyperparameters   # {"learning_rate": 0.057, "num_leaves": 4, ...}
         ```
     """
-    from amlkit.automl.generated_code import ENVIRONMENT_FILE, FOLDER, SCRIPT_FILE
+    from amlkit.automl.generated_code import ENVIRONMENT_FILE, SCRIPT_FILE
 
-    client = get_client(workspace)
-    job = client.jobs.get(automl_job)
+    job, best_run = _completed_automl_job(workspace, automl_job)
+    target = Path(folder) / automl_job
+    _save_generated_code(workspace, automl_job, best_run, target, keep_edited)
+    made_from = json.loads((target / "generated_from.json").read_text())
+    inputs = {key: getattr(job, key) for key in ("training_data", "validation_data", "test_data")}
+    get_run_logger().info("The training script of %s's best model (%s) is in %s", automl_job, made_from["algorithm"], target)
+    return GeneratedCode(
+        automl_job=automl_job,
+        best_run=best_run,
+        algorithm=made_from["algorithm"],
+        task=made_from["task"],
+        target_column=made_from["target_column"],
+        primary_metric=made_from["primary_metric"],
+        score=made_from["score"],
+        folder=str(target),
+        script=str(target / SCRIPT_FILE),
+        environment_file=str(target / ENVIRONMENT_FILE),
+        hyperparameters=made_from["hyperparameters"],
+        data_inputs={key: _asset_reference(value.path) for key, value in inputs.items() if value is not None},
+        studio_url=job.studio_url,
+    )
+
+
+def _completed_automl_job(workspace: str, automl_job: str) -> tuple[Any, str]:
+    """The AutoML job and its best run; only a completed AutoML job with a best run has a script to give."""
+    job = get_client(workspace).jobs.get(automl_job)
     if getattr(job, "type", None) != "automl":
         raise ValueError(f"Job '{automl_job}' is a {job.type} job, not an AutoML job: give the AutoML job (or the model it registered).")
     if job.status != "Completed":
@@ -317,7 +341,13 @@ def generated_training_code(workspace: str, automl_job: str, folder: str = "gene
     best_run = tracking_client(workspace).get_run(automl_job).data.tags.get("automl_best_child_run_id")
     if not best_run:
         raise ValueError(f"AutoML job '{automl_job}' recorded no best run (automl_best_child_run_id): nothing to refine.")
-    target = Path(folder) / automl_job
+    return job, best_run
+
+
+def _save_generated_code(workspace: str, automl_job: str, best_run: str, target: Path, keep_edited: bool) -> None:
+    """Copies the best run's generated code into ``target``, never over a script someone edited there."""
+    from amlkit.automl.generated_code import FOLDER, SCRIPT_FILE
+
     with tempfile.TemporaryDirectory() as staging:
         try:
             downloaded = download_run_artifact(workspace, best_run, f"outputs/{FOLDER}", staging)
@@ -337,24 +367,6 @@ def generated_training_code(workspace: str, automl_job: str, folder: str = "gene
         target.mkdir(parents=True, exist_ok=True)
         for file in downloaded.iterdir():
             shutil.copy2(file, target / file.name)
-    made_from = json.loads((target / "generated_from.json").read_text())
-    inputs = {key: getattr(job, key) for key in ("training_data", "validation_data", "test_data")}
-    get_run_logger().info("The training script of %s's best model (%s) is in %s", automl_job, made_from["algorithm"], target)
-    return GeneratedCode(
-        automl_job=automl_job,
-        best_run=best_run,
-        algorithm=made_from["algorithm"],
-        task=made_from["task"],
-        target_column=made_from["target_column"],
-        primary_metric=made_from["primary_metric"],
-        score=made_from["score"],
-        folder=str(target),
-        script=str(target / SCRIPT_FILE),
-        environment_file=str(target / ENVIRONMENT_FILE),
-        hyperparameters=made_from["hyperparameters"],
-        data_inputs={key: _asset_reference(value.path) for key, value in inputs.items() if value is not None},
-        studio_url=job.studio_url,
-    )
 
 
 def _asset_reference(path: str) -> str:

@@ -91,25 +91,54 @@ def compare_models(
         comparison.baseline_score, comparison.candidate_score
         ```
     """
+    from tasks.charts import prediction_chart, roc_chart
+
+    rows, models = _load_rows_and_models(workspace, test_data, {"AutoML best": baseline, "refined": candidate})
+    X, y = _features_and_target(rows, target_column, test_data.run_id)
+    scores, curves = _score_models(models, X, y, task_type)
+    for label, values in scores.items():
+        if primary_metric not in values:
+            raise ValueError(f"{primary_metric} cannot be computed for the {label} model on these rows (one class only?).")
+    chart = roc_chart(curves, primary_metric) if task_type == "classification" else prediction_chart(curves)
+    comparison = ModelComparison(
+        primary_metric=primary_metric,
+        maximize=primary_metric not in MINIMIZED_METRICS,
+        rows=len(X),
+        baseline=scores["AutoML best"],
+        candidate=scores["refined"],
+        chart_png=chart,
+    )
+    get_run_logger().info(
+        "%s on %d held-out rows: AutoML best %.4f, refined %.4f", primary_metric, len(X),
+        comparison.baseline_score, comparison.candidate_score,
+    )
+    return comparison
+
+
+def _load_rows_and_models(workspace: str, test_data: RunArtifact, models: dict[str, RunArtifact]):
+    """The held-out rows as a DataFrame and each MLflow model loaded, by label."""
     import mlflow.sklearn
     import pandas as pd
 
-    from amlkit.metrics import classification_metrics, regression_metrics
-    from tasks.charts import prediction_chart, roc_chart
-
-    def download(artifact: RunArtifact, staging: str) -> Path:
-        return download_run_artifact(workspace, artifact.run_id, artifact.path, Path(staging) / artifact.run_id)
-
     with tempfile.TemporaryDirectory() as staging:
-        rows = pd.read_csv(download(test_data, staging) / "data.csv")
-        models = {
-            "AutoML best": mlflow.sklearn.load_model(str(download(baseline, staging))),
-            "refined": mlflow.sklearn.load_model(str(download(candidate, staging))),
-        }
+        def download(artifact: RunArtifact) -> Path:
+            return download_run_artifact(workspace, artifact.run_id, artifact.path, Path(staging) / artifact.run_id)
+
+        rows = pd.read_csv(download(test_data) / "data.csv")
+        return rows, {label: mlflow.sklearn.load_model(str(download(artifact))) for label, artifact in models.items()}
+
+
+def _features_and_target(rows, target_column: str, run_id: str):
     if target_column not in rows.columns:
-        raise ValueError(f"The held-out rows of {test_data.run_id} have no column '{target_column}'.")
+        raise ValueError(f"The held-out rows of {run_id} have no column '{target_column}'.")
     rows = rows.dropna(subset=[target_column])
-    X, y = rows.drop(columns=[target_column]), rows[target_column]
+    return rows.drop(columns=[target_column]), rows[target_column]
+
+
+def _score_models(models: dict, X, y, task_type: str) -> tuple[dict[str, dict[str, float]], dict[str, tuple]]:
+    """Each model's Azure metrics, and what its chart draws: (labels, probabilities) or (actual, predicted)."""
+    from amlkit.metrics import classification_metrics, regression_metrics
+
     scores, curves = {}, {}
     # both models' probability columns follow the sorted labels; the AutoML model knows the labels themselves
     indices = np.searchsorted(np.asarray(models["AutoML best"].classes_), y) if task_type == "classification" else None
@@ -122,23 +151,7 @@ def compare_models(
             predicted = np.asarray(model.predict(X), dtype=float)
             scores[label] = regression_metrics(y, predicted, float(np.ptp(y)))
             curves[label] = (y.to_numpy(dtype=float), predicted)
-    for label, values in scores.items():
-        if primary_metric not in values:
-            raise ValueError(f"{primary_metric} cannot be computed for the {label} model on these rows (one class only?).")
-    chart = roc_chart(curves, primary_metric) if task_type == "classification" else prediction_chart(curves)
-    comparison = ModelComparison(
-        primary_metric=primary_metric,
-        maximize=primary_metric not in MINIMIZED_METRICS,
-        rows=len(rows),
-        baseline=scores["AutoML best"],
-        candidate=scores["refined"],
-        chart_png=chart,
-    )
-    get_run_logger().info(
-        "%s on %d held-out rows: AutoML best %.4f, refined %.4f", primary_metric, len(rows),
-        comparison.baseline_score, comparison.candidate_score,
-    )
-    return comparison
+    return scores, curves
 
 
 def registration_decision(comparison: ModelComparison, rule: RegistrationRule, tolerance: float = 0.0) -> tuple[bool, str]:

@@ -239,26 +239,54 @@ def wait_for_job(workspace: str, job_name: str, timeout_seconds: float | None = 
     """
     logger = get_run_logger()
     client = get_client(workspace)
-    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-    stream_errors: list[BaseException] = []
-
-    def on_line(line: str) -> None:
-        tail.append(line)
-        if line.strip():
-            logger.info("[%s] %s", job_name, line)
-
-    def follow() -> None:
-        with lines_printed_by_this_thread(on_line):
-            try:
-                client.jobs.stream(job_name)
-            except Exception as error:  # a failed job ends its stream with an exception: keep it for the report
-                stream_errors.append(error)
-
-    follower = threading.Thread(target=follow, name=f"stream-{job_name}", daemon=True)
-    follower.start()
-    progress = create_progress_artifact(progress=0.0, description=f"Job {job_name}")
+    job_log = _JobLog(client, job_name, logger)
+    job_log.start()
     started = time.monotonic()
-    deadline = started + timeout_seconds if timeout_seconds else None
+    job = _poll_until_ended(client, job_name, timeout_seconds, job_log, logger)
+    job_log.join(timeout=15)
+    if job.status != "Completed":
+        raise _job_failed_error(job_name, job, job_log)
+    return JobResult(
+        name=job_name,
+        status=job.status,
+        experiment_name=job.experiment_name,
+        studio_url=job.studio_url,
+        duration_seconds=round(time.monotonic() - started, 2),
+    )
+
+
+class _JobLog:
+    """A job's log streamed into the Prefect log on a thread of its own, keeping its last lines for a failure's report."""
+
+    def __init__(self, client: Any, job_name: str, logger: Any):
+        self.client, self.job_name, self.logger = client, job_name, logger
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self.stream_errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._follow, name=f"stream-{job_name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout=timeout)
+
+    def _on_line(self, line: str) -> None:
+        self.tail.append(line)
+        if line.strip():
+            self.logger.info("[%s] %s", self.job_name, line)
+
+    def _follow(self) -> None:
+        with lines_printed_by_this_thread(self._on_line):
+            try:
+                self.client.jobs.stream(self.job_name)
+            except Exception as error:  # a failed job ends its stream with an exception: keep it for the report
+                self.stream_errors.append(error)
+
+
+def _poll_until_ended(client: Any, job_name: str, timeout_seconds: float | None, job_log: _JobLog, logger: Any) -> Any:
+    """Polls with backoff, reporting each new status as progress; cancels the job at the timeout. Returns the ended job."""
+    progress = create_progress_artifact(progress=0.0, description=f"Job {job_name}")
+    deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
     status, delay = None, 1.0
     while True:
         job = client.jobs.get(job_name)
@@ -267,27 +295,22 @@ def wait_for_job(workspace: str, job_name: str, timeout_seconds: float | None = 
             logger.info("Job %s is %s", job_name, status)
             update_progress_artifact(progress, STATUS_PROGRESS.get(status, 100.0))
         if status in TERMINAL_STATUSES:
-            break
+            return job
         if deadline is not None and time.monotonic() > deadline:
             client.jobs.begin_cancel(job_name).result()
             raise JobTimeoutError(f"Job {job_name} was still {status} after {timeout_seconds:g} s, so it was canceled.")
         # the stream returns when the job ends, so a short job is not left waiting for the next poll
-        follower.join(timeout=delay)
+        job_log.join(timeout=delay)
         delay = min(delay * 1.5, MAX_POLL_SECONDS)
-    follower.join(timeout=15)
-    if status != "Completed":
-        reason = str(stream_errors[0]) if stream_errors else (job.properties or {}).get("localml.error") or ""
-        log_tail = "\n".join(tail)
-        raise JobFailedError(
-            f"Job {job_name} ended {status}. {reason}\n--- last lines of its log ---\n{log_tail}\n--- "
-            f"the full logs stay with the job: ml_client.jobs.download('{job_name}', all=True), or {job.studio_url}"
-        )
-    return JobResult(
-        name=job_name,
-        status=status,
-        experiment_name=job.experiment_name,
-        studio_url=job.studio_url,
-        duration_seconds=round(time.monotonic() - started, 2),
+
+
+def _job_failed_error(job_name: str, job: Any, job_log: _JobLog) -> JobFailedError:
+    """The job's own error and the tail of its log, so the flow's failure says what went wrong without a download."""
+    reason = str(job_log.stream_errors[0]) if job_log.stream_errors else (job.properties or {}).get("localml.error") or ""
+    log_tail = "\n".join(job_log.tail)
+    return JobFailedError(
+        f"Job {job_name} ended {job.status}. {reason}\n--- last lines of its log ---\n{log_tail}\n--- "
+        f"the full logs stay with the job: ml_client.jobs.download('{job_name}', all=True), or {job.studio_url}"
     )
 
 

@@ -26,6 +26,10 @@ class ModelSpec(BaseModel):
     description: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
 
+    @classmethod
+    def of_job_artifacts(cls, name: str, job_name: str, folder: str, tags: dict[str, str]) -> "ModelSpec":
+        """The model a job saved in ``folder`` of its artifacts, by the URI Azure resolves to that folder."""
+        return cls(name=name, path=f"azureml://jobs/{job_name}/outputs/artifacts/paths/{folder.strip('/')}", tags=tags)
 
     def to_model(self) -> Any:
         """The ``Model`` entity this spec describes."""

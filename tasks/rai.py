@@ -124,38 +124,6 @@ class RAIReviewSpec(JobSpec):
 
     def pipeline_yaml(self) -> dict[str, Any]:
         """The pipeline job as Azure's YAML (``az ml job create --file``) would write it."""
-        reference = parse_asset_reference(self.model)
-        metadata = {"categorical_features": self.categorical_features} if self.categorical_features else {}
-        if self.cohort_features:
-            metadata["cohort_features"] = self.cohort_features
-        dashboard = "${{parent.jobs.create.outputs.rai_insights_dashboard}}"
-        jobs: dict[str, Any] = {"create": self._node("rai_tabular_insight_constructor", {
-            "title": self.title,
-            "task_type": self.task_type,
-            "model_info": f"{reference.name}:{reference.version}",
-            "model_input": {"type": "mlflow_model", "path": self.model},
-            "train_dataset": "${{parent.inputs.train_data}}",
-            "test_dataset": "${{parent.inputs.test_data}}",
-            "target_column_name": "${{parent.inputs.target_column_name}}",
-            "maximum_rows_for_test_dataset": self.max_test_rows,
-            "categorical_column_names": json.dumps(self.categorical_features),
-            "feature_metadata": json.dumps(metadata),
-        })}
-        settings = {
-            "explanation": {"comment": self.title},
-            "error_analysis": {"max_depth": self.error_tree_depth},
-            "counterfactual": {"total_CFs": self.total_counterfactuals, **(
-                {"desired_range": json.dumps(self.desired_range)} if self.task_type == "regression" else {"desired_class": "opposite"}
-            )},
-            "causal": {"treatment_features": json.dumps(self.treatment_features)},
-        }
-        gathered: dict[str, str] = {"constructor": dashboard}
-        for number, insight in enumerate(self.insights, start=1):
-            component, output = INSIGHT_COMPONENTS[insight]
-            jobs[insight] = self._node(component, {"rai_insights_dashboard": dashboard, **settings[insight]})
-            gathered[f"insight_{number}"] = f"${{{{parent.jobs.{insight}.outputs.{output}}}}}"
-        jobs["gather"] = self._node("rai_tabular_insight_gather", gathered)
-        jobs["gather"]["outputs"] = {DASHBOARD_OUTPUT: "${{parent.outputs.dashboard}}", "ux_json": "${{parent.outputs.ux_json}}"}
         pipeline = {
             "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json",
             "type": "pipeline",
@@ -166,13 +134,53 @@ class RAIReviewSpec(JobSpec):
                 "test_data": self.test_data.model_dump(),
             },
             "outputs": {DASHBOARD_OUTPUT: {"type": "uri_folder"}, "ux_json": {"type": "uri_folder"}},
-            "jobs": jobs,
+            "jobs": {"create": self._constructor_node(), **self._insight_nodes()},
         }
         if self.compute:
             pipeline["compute"] = self.compute
         if self.display_name:
             pipeline["display_name"] = self.display_name
         return pipeline
+
+    def _constructor_node(self) -> dict[str, Any]:
+        """The step that loads the model and the data into the dashboard every insight adds to."""
+        reference = parse_asset_reference(self.model)
+        metadata = {"categorical_features": self.categorical_features} if self.categorical_features else {}
+        if self.cohort_features:
+            metadata["cohort_features"] = self.cohort_features
+        return self._node("rai_tabular_insight_constructor", {
+            "title": self.title,
+            "task_type": self.task_type,
+            "model_info": f"{reference.name}:{reference.version}",
+            "model_input": {"type": "mlflow_model", "path": self.model},
+            "train_dataset": "${{parent.inputs.train_data}}",
+            "test_dataset": "${{parent.inputs.test_data}}",
+            "target_column_name": "${{parent.inputs.target_column_name}}",
+            "maximum_rows_for_test_dataset": self.max_test_rows,
+            "categorical_column_names": json.dumps(self.categorical_features),
+            "feature_metadata": json.dumps(metadata),
+        })
+
+    def _insight_nodes(self) -> dict[str, Any]:
+        """A step per insight asked for, each on the constructor's dashboard, and the step gathering them into one."""
+        dashboard = "${{parent.jobs.create.outputs.rai_insights_dashboard}}"
+        settings = {
+            "explanation": {"comment": self.title},
+            "error_analysis": {"max_depth": self.error_tree_depth},
+            "counterfactual": {"total_CFs": self.total_counterfactuals, **(
+                {"desired_range": json.dumps(self.desired_range)} if self.task_type == "regression" else {"desired_class": "opposite"}
+            )},
+            "causal": {"treatment_features": json.dumps(self.treatment_features)},
+        }
+        jobs: dict[str, Any] = {}
+        gathered: dict[str, str] = {"constructor": dashboard}
+        for number, insight in enumerate(self.insights, start=1):
+            component, output = INSIGHT_COMPONENTS[insight]
+            jobs[insight] = self._node(component, {"rai_insights_dashboard": dashboard, **settings[insight]})
+            gathered[f"insight_{number}"] = f"${{{{parent.jobs.{insight}.outputs.{output}}}}}"
+        jobs["gather"] = self._node("rai_tabular_insight_gather", gathered)
+        jobs["gather"]["outputs"] = {DASHBOARD_OUTPUT: "${{parent.outputs.dashboard}}", "ux_json": "${{parent.outputs.ux_json}}"}
+        return jobs
 
     def _node(self, component: str, inputs: dict[str, Any]) -> dict[str, Any]:
         uri = f"azureml://registries/{self.registry}/components/{component}/versions/{self.component_version}"

@@ -30,6 +30,22 @@ def _metrics_table(metrics: dict[str, float]) -> str:
     return "| metric | value |\n|---|---|\n" + rows if rows else "_no metrics logged_"
 
 
+def _run_link(name: str, url: str | None) -> str:
+    """A run's name as a markdown link, or bare where the workspace gave no URL."""
+    return f"[{name}]({url})" if url else name
+
+
+def _publish_link(url: str | None, text: str, key: str) -> None:
+    """A link artifact, or none where the workspace gave no URL to link to."""
+    if url:
+        create_link_artifact(link=url, link_text=text, key=key)
+
+
+def _publish_png(png: bytes, key: str, description: str) -> None:
+    """An image artifact of a PNG, inlined as a data URL: no server holds the picture for Prefect's UI to fetch."""
+    create_image_artifact(image_url=f"data:image/png;base64,{base64.b64encode(png).decode()}", key=key, description=description)
+
+
 @task(name="publish_training_summary")
 def publish_training_summary(
     job_name: str,
@@ -53,12 +69,11 @@ def publish_training_summary(
         f"**Status:** {status} ({origin})  \n"
         f"**Data:** `{data_reference}`  \n"
         f"**Model:** `{model_reference or 'not registered'}`  \n"
-        f"**MLflow run:** {f'[{job_name}]({studio_url})' if studio_url else job_name}\n\n"
+        f"**MLflow run:** {_run_link(job_name, studio_url)}\n\n"
         f"## Metrics\n\n{_metrics_table(metrics)}\n"
     )
     create_markdown_artifact(markdown=markdown, key="train-summary", description=f"Training job {job_name}")
-    if studio_url:
-        create_link_artifact(link=studio_url, link_text=f"MLflow run {job_name}", key="train-mlflow-run")
+    _publish_link(studio_url, f"MLflow run {job_name}", "train-mlflow-run")
     return markdown
 
 
@@ -81,27 +96,7 @@ def publish_baseline_report(
         ```
     """
     metric = summary.primary_metric or "score"
-    origin = "re-attached to an existing job: nothing was retrained" if reused else "trained in this run"
-    test_metrics = {k: v for k, v in summary.metrics.items() if k.startswith("test_")}
-    importance = "\n".join(f"| {name} | {value:.4f} |" for name, value in summary.feature_importance.items())
-    validation_metrics = {k: v for k, v in summary.metrics.items() if k not in test_metrics}
-    lines = [f"# AutoML baseline `{job_name}`", "", f"**Status:** Completed ({origin})  "]
-    if summary.score is not None:
-        lines.append(f"**Best model:** {summary.algorithm} (run `{summary.best_run_id}`), {metric} = {summary.score:.4f}  ")
-    lines += [
-        f"**Trials:** {len(leaderboard)}  ",
-        f"**Registered:** `{model_reference}` from data `{data_reference}`  ",
-        f"**MLflow run:** {f'[{job_name}]({studio_url})' if studio_url else job_name}",
-        "",
-        "## Validation metrics of the best model",
-        "",
-        _metrics_table(validation_metrics),
-    ]
-    markdown = "\n".join(lines) + "\n"
-    if test_metrics:
-        markdown += f"\n## Held-out test data\n\n{_metrics_table(test_metrics)}\n"
-    if importance:
-        markdown += f"\n## Feature importance (mean |SHAP|)\n\n| feature | importance |\n|---|---|\n{importance}\n"
+    markdown = _baseline_markdown(job_name, summary, len(leaderboard), model_reference, data_reference, studio_url, reused)
     create_markdown_artifact(markdown=markdown, key="baseline-summary", description=f"AutoML job {job_name}")
     create_table_artifact(
         table=[
@@ -115,13 +110,36 @@ def publish_baseline_report(
     if summary.guardrails:
         create_table_artifact(table=summary.guardrails, key="baseline-guardrails", description="Data guardrails")
     if summary.importance_png:
-        encoded = base64.b64encode(summary.importance_png).decode()
-        create_image_artifact(
-            image_url=f"data:image/png;base64,{encoded}", key="baseline-feature-importance",
-            description=f"Feature importance of the best model of {job_name}",
-        )
-    if studio_url:
-        create_link_artifact(link=studio_url, link_text=f"MLflow run {job_name}", key="baseline-mlflow-run")
+        _publish_png(summary.importance_png, "baseline-feature-importance", f"Feature importance of the best model of {job_name}")
+    _publish_link(studio_url, f"MLflow run {job_name}", "baseline-mlflow-run")
+    return markdown
+
+
+def _baseline_markdown(job_name: str, summary: AutoMLSummary, trials: int, model_reference: str, data_reference: str,
+                       studio_url: str | None, reused: bool) -> str:
+    """The best model's validation and held-out metrics kept apart: a test score is the one to trust."""
+    metric = summary.primary_metric or "score"
+    origin = "re-attached to an existing job: nothing was retrained" if reused else "trained in this run"
+    test_metrics = {k: v for k, v in summary.metrics.items() if k.startswith("test_")}
+    importance = "\n".join(f"| {name} | {value:.4f} |" for name, value in summary.feature_importance.items())
+    validation_metrics = {k: v for k, v in summary.metrics.items() if k not in test_metrics}
+    lines = [f"# AutoML baseline `{job_name}`", "", f"**Status:** Completed ({origin})  "]
+    if summary.score is not None:
+        lines.append(f"**Best model:** {summary.algorithm} (run `{summary.best_run_id}`), {metric} = {summary.score:.4f}  ")
+    lines += [
+        f"**Trials:** {trials}  ",
+        f"**Registered:** `{model_reference}` from data `{data_reference}`  ",
+        f"**MLflow run:** {_run_link(job_name, studio_url)}",
+        "",
+        "## Validation metrics of the best model",
+        "",
+        _metrics_table(validation_metrics),
+    ]
+    markdown = "\n".join(lines) + "\n"
+    if test_metrics:
+        markdown += f"\n## Held-out test data\n\n{_metrics_table(test_metrics)}\n"
+    if importance:
+        markdown += f"\n## Feature importance (mean |SHAP|)\n\n| feature | importance |\n|---|---|\n{importance}\n"
     return markdown
 
 
@@ -147,7 +165,7 @@ def publish_sweep_report(result: SweepResult, model_reference: str | None, studi
         f"{result.compute_seconds:.0f} s of trial time), {origin}  \n"
         f"**Best trial:** `{result.best_trial}` with {result.primary_metric} = {score} ({result.goal})  \n"
         f"**Registered:** `{model_reference or 'not registered'}`  \n"
-        f"**MLflow run:** {f'[{result.job_name}]({studio_url})' if studio_url else result.job_name}\n\n"
+        f"**MLflow run:** {_run_link(result.job_name, studio_url)}\n\n"
         f"## Best configuration\n\n| hyperparameter | value |\n|---|---|\n{best}\n"
     )
     create_markdown_artifact(markdown=markdown, key="tune-summary", description=f"Sweep job {result.job_name}")
@@ -161,13 +179,9 @@ def publish_sweep_report(result: SweepResult, model_reference: str | None, studi
         key="tune-trials",
         description=f"Trials of {result.job_name}",
     )
-    encoded = base64.b64encode(sweep_chart(result)).decode()
-    create_image_artifact(
-        image_url=f"data:image/png;base64,{encoded}", key="tune-trials-chart",
-        description=f"{result.primary_metric} per trial and the hyperparameters tried in {result.job_name}",
-    )
-    if studio_url:
-        create_link_artifact(link=studio_url, link_text=f"MLflow run {result.job_name}", key="tune-mlflow-run")
+    _publish_png(sweep_chart(result), "tune-trials-chart",
+                 f"{result.primary_metric} per trial and the hyperparameters tried in {result.job_name}")
+    _publish_link(studio_url, f"MLflow run {result.job_name}", "tune-mlflow-run")
     return markdown
 
 
@@ -189,9 +203,26 @@ def publish_refine_report(
         publish_refine_report(comparison, automl_job, job.name, {"learning_rate": "0.05"}, reason, None, links)
         ```
     """
+    markdown = _refine_markdown(comparison, automl_job, refined_job, changes, decision, model_reference, links)
+    create_markdown_artifact(markdown=markdown, key="refine-summary", description=f"Refined {automl_job} as {refined_job}")
+    create_table_artifact(
+        table=[{"metric": name, "AutoML best": round(value, 4), "refined": round(comparison.candidate[name], 4)}
+               for name, value in sorted(comparison.baseline.items()) if name in comparison.candidate],
+        key="refine-comparison",
+        description=f"Both models on the same {comparison.rows} held-out rows",
+    )
+    _publish_png(comparison.chart_png, "refine-comparison-chart", "Both models on the held-out rows")
+    for label, url in links.items():
+        _publish_link(url, f"MLflow run: {label}", f"refine-{label.split()[0].lower()}-run")
+    return markdown
+
+
+def _refine_markdown(comparison: ModelComparison, automl_job: str, refined_job: str, changes: dict[str, str], decision: str,
+                     model_reference: str | None, links: dict[str, str | None]) -> str:
+    """The decision first, then both models' metrics side by side with the primary metric in bold."""
     metric = comparison.primary_metric
     changed = ", ".join(f"`{k}` = {v}" for k, v in changes.items()) or "none (the generated script as it is)"
-    runs = " · ".join(f"[{label}]({url})" if url else label for label, url in links.items())
+    runs = " · ".join(_run_link(label, url) for label, url in links.items())
     markdown = (
         f"# Refined model `{refined_job}` against AutoML `{automl_job}`\n\n"
         f"**Decision:** {decision}  \n"
@@ -208,21 +239,6 @@ def publish_refine_report(
         )
         + "\n"
     )
-    create_markdown_artifact(markdown=markdown, key="refine-summary", description=f"Refined {automl_job} as {refined_job}")
-    create_table_artifact(
-        table=[{"metric": name, "AutoML best": round(value, 4), "refined": round(comparison.candidate[name], 4)}
-               for name, value in sorted(comparison.baseline.items()) if name in comparison.candidate],
-        key="refine-comparison",
-        description=f"Both models on the same {comparison.rows} held-out rows",
-    )
-    encoded = base64.b64encode(comparison.chart_png).decode()
-    create_image_artifact(
-        image_url=f"data:image/png;base64,{encoded}", key="refine-comparison-chart",
-        description="Both models on the held-out rows",
-    )
-    for label, url in links.items():
-        if url:
-            create_link_artifact(link=url, link_text=f"MLflow run: {label}", key=f"refine-{label.split()[0].lower()}-run")
     return markdown
 
 
@@ -241,14 +257,14 @@ def publish_review_report(verdict: ReviewVerdict, model_reference: str, job_name
         f"# Responsible AI review of `{model_reference}`: {'passed' if verdict.passed else 'FAILED'}\n\n"
         + ("".join(f"- {reason}\n" for reason in verdict.reasons) + "\n" if verdict.reasons else "")
         + f"**Dashboard:** [{dashboard.name}]({dashboard_uri}) (open it in a browser)  \n"
-        f"**Review pipeline:** {f'[{job_name}]({studio_url})' if studio_url else job_name}  \n"
+        f"**Review pipeline:** {_run_link(job_name, studio_url)}  \n"
         f"**Verdict stored on:** `{model_reference}` as `rai_*` tags\n\n"
         "| check | value | threshold | result |\n|---|---|---|---|\n"
         + "\n".join(f"| {c['name']} | {c['value']:.4f} | {c['threshold']} | {'pass' if c['passed'] else '**FAIL**'} |" for c in verdict.checks)
         + ("\n" if verdict.checks else "_no thresholds were set_\n")
     )
     create_markdown_artifact(markdown=markdown, key="rai-review", description=f"Responsible AI review of {model_reference}")
-    create_link_artifact(link=dashboard_uri, link_text=f"Responsible AI dashboard of {model_reference}", key="rai-dashboard")
+    _publish_link(dashboard_uri, f"Responsible AI dashboard of {model_reference}", "rai-dashboard")
     return markdown
 
 
@@ -286,9 +302,7 @@ def publish_drift_report(report: DriftReport, share_threshold: float, event_id: 
         table=[f.model_dump() for f in report.features], key="drift-features", description="Each feature's test and PSI"
     )
     chart = drift_chart([(f.feature, f.psi, f.drifted) for f in report.features], report.psi_threshold)
-    create_image_artifact(
-        image_url=f"data:image/png;base64,{base64.b64encode(chart).decode()}", key="drift-chart", description="PSI by feature"
-    )
+    _publish_png(chart, "drift-chart", "PSI by feature")
     return markdown
 
 

@@ -256,21 +256,25 @@ def write_generated_code(tracking: Tracking, settings: AutoMLSettings, search: S
     log(f"the best model's training script: outputs/{FOLDER}/{SCRIPT_FILE}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    # cloudpickle is chosen on purpose (see save_model); MLflow's notice about it is noise in the job log
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="localml.automl.driver")
     parser.add_argument("--config", required=True)
     parser.add_argument("--training_data", required=True)
     parser.add_argument("--validation_data")
     parser.add_argument("--test_data")
     parser.add_argument("--best_model", required=True)
-    args = parser.parse_args(argv)
-    started = time.time()
-    settings = AutoMLSettings(**json.loads(Path(args.config).read_text()))
+    return parser.parse_args(argv)
+
+
+def _read_settings(config: Path) -> AutoMLSettings:
+    settings = AutoMLSettings(**json.loads(config.read_text()))
     for warning in settings.warnings:
         log(f"warning: {warning}")
+    return settings
 
+
+def _load_tables(args: argparse.Namespace, settings: AutoMLSettings):
+    """The training, validation and test rows, and how many rows of each were left out for a missing target."""
     data = load_mltable(args.training_data)
     check_training_table(data, settings)
     validation = load_mltable(args.validation_data) if args.validation_data else None
@@ -290,63 +294,104 @@ def main(argv: list[str] | None = None) -> None:
 
         data, test = train_test_split(data, test_size=settings.test_data_size, random_state=RANDOM_STATE)
         log(f"held out {len(test)} rows ({settings.test_data_size:.0%}) as test data")
-    method = validation_method(settings, len(data), validation is not None)
-    tracking = Tracking.for_uri(os.environ["MLFLOW_TRACKING_URI"])
-    parent = os.environ["MLFLOW_RUN_ID"]
-    # logged once the validation scheme is chosen, so the run shows the folds or holdout the search used
-    tracking.client.log_batch(parent, params=_param_entities({**settings.mlflow_params(), "validation": method}))
+    return data, validation, test, missing_target
+
+
+def _plan_featurization(data: pd.DataFrame, settings: AutoMLSettings, method: str) -> FeaturizationPlan:
     plan = plan_featurization(data, settings, method)
     for guardrail in plan.guardrails:
         log(f"guardrail {guardrail.name}: {guardrail.status}. {guardrail.description}")
     for column, reason in plan.dropped.items():
         log(f"column {column} {reason}")
+    return plan
 
-    search = Search(settings, data, validation, plan)
+
+def _run_search(search: Search, settings: AutoMLSettings, started: float):
+    """FLAML's search within what is left of the job's timeout; returns FLAML's AutoML and its trials."""
     budget = settings.timeout_seconds - (time.time() - started) - FINISHING_RESERVE_SECONDS
     log(f"searching {', '.join(settings.estimators)} for the best {settings.primary_metric} within {max(budget, 1):.0f} s")
     log_file = Path("logs") / "flaml.log"
     log_file.parent.mkdir(exist_ok=True)
     search_started = time.time()
     automl = search.run(max(budget, 1.0), log_file)
+    return automl, read_trials(log_file, search_started)
 
-    trials = read_trials(log_file, search_started)
+
+def _best_algorithm(automl, best: dict, settings: AutoMLSettings) -> str:
+    """The best trial's algorithm, or StackEnsemble when FLAML stacked the best configurations."""
+    if not settings.stack_ensemble:
+        return best["algorithm"]
+    members = [name for name, _ in getattr(automl.model, "estimators", [])]
+    if not members:
+        log("no stacked ensemble: only one algorithm finished a trial, so the best single model is kept")
+        return best["algorithm"]
+    log(f"the model is a stacked ensemble of the best {', '.join(members)} configurations")
+    return "StackEnsemble"
+
+
+def _save_best_model(search: Search, estimator, data: pd.DataFrame, best_model: str):
+    """The featurization and the estimator as one MLflow model, in the job's outputs and its best_model output."""
+    from localml.automl.model import AutoMLModel
+
+    plan = search.plan
+    model = AutoMLModel(search.featurizer, estimator, plan.feature_columns, search.classes)
+    model_dir = Path("outputs") / MODEL_FOLDER
+    save_model(model, data[plan.feature_columns].head(5), model_dir)
+    shutil.copytree(model_dir, best_model, dirs_exist_ok=True)
+    return model
+
+
+def _best_metrics(search: Search, estimator, best: dict, test: pd.DataFrame | None) -> dict:
+    """The best trial's validation metrics, and the model's scores on the test rows as ``test_<metric>``."""
+    settings, columns = search.settings, search.plan.feature_columns
+    metrics = dict(best["logged_metric"])
+    if test is not None:
+        test_scores = search.scores(estimator, search.featurizer.transform(test[columns]), search.encode(test[settings.target_column]))
+        metrics.update({f"test_{k}": v for k, v in test_scores.items()})
+        log("test data: " + ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items() if k == settings.primary_metric or k == "accuracy"))
+    return metrics
+
+
+def _explain(model, features: pd.DataFrame, settings: AutoMLSettings) -> dict | None:
+    if not settings.explain:
+        return None
+    from amlkit.explain import explain_model
+
+    explanation = explain_model(model, features, settings.task, Path("outputs") / "explanations")
+    log("explanations written to outputs/explanations")
+    return explanation
+
+
+def main(argv: list[str] | None = None) -> None:
+    # cloudpickle is chosen on purpose (see save_model); MLflow's notice about it is noise in the job log
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    args = _parse_args(argv)
+    started = time.time()
+    settings = _read_settings(Path(args.config))
+    data, validation, test, missing_target = _load_tables(args, settings)
+    method = validation_method(settings, len(data), validation is not None)
+    tracking = Tracking.for_uri(os.environ["MLFLOW_TRACKING_URI"])
+    parent = os.environ["MLFLOW_RUN_ID"]
+    # logged once the validation scheme is chosen, so the run shows the folds or holdout the search used
+    tracking.client.log_batch(parent, params=_param_entities({**settings.mlflow_params(), "validation": method}))
+    plan = _plan_featurization(data, settings, method)
+
+    search = Search(settings, data, validation, plan)
+    automl, trials = _run_search(search, settings, started)
     best = record_child_runs(tracking, parent, os.environ["MLFLOW_EXPERIMENT_ID"], trials, settings)
     log(f"{len(trials)} trials; best: {best['run_id']} ({best['algorithm']}), "
         f"{settings.primary_metric} = {best['logged_metric'].get(settings.primary_metric, float('nan')):.4f}")
 
-    from localml.automl.model import AutoMLModel
-
     estimator = getattr(automl.model, "estimator", automl.model)
-    algorithm = best["algorithm"]
-    if settings.stack_ensemble:
-        members = [name for name, _ in getattr(automl.model, "estimators", [])]
-        if members:
-            algorithm = "StackEnsemble"
-            log(f"the model is a stacked ensemble of the best {', '.join(members)} configurations")
-        else:
-            log("no stacked ensemble: only one algorithm finished a trial, so the best single model is kept")
-    model = AutoMLModel(search.featurizer, estimator, plan.feature_columns, search.classes)
-    model_dir = Path("outputs") / MODEL_FOLDER
-    save_model(model, data[plan.feature_columns].head(5), model_dir)
-    shutil.copytree(model_dir, args.best_model, dirs_exist_ok=True)
-
-    metrics = {k: v for k, v in best["logged_metric"].items()}
-    if test is not None:
-        test_scores = search.scores(estimator, search.featurizer.transform(test[plan.feature_columns]), search.encode(test[settings.target_column]))
-        metrics.update({f"test_{k}": v for k, v in test_scores.items()})
-        log("test data: " + ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items() if k == settings.primary_metric or k == "accuracy"))
+    algorithm = _best_algorithm(automl, best, settings)
+    model = _save_best_model(search, estimator, data, args.best_model)
+    metrics = _best_metrics(search, estimator, best, test)
     tracking.client.log_batch(parent, metrics=_metric_entities(metrics, time.time()))
     tracking.client.set_tag(parent, "automl_best_child_run_id", best["run_id"])
     if test is not None:
         save_table(test, Path("outputs") / TEST_DATA_FOLDER)
     write_generated_code(tracking, settings, search, estimator, parent, best, algorithm, method)
-
-    explanation = None
-    if settings.explain:
-        from amlkit.explain import explain_model
-
-        explanation = explain_model(model, data[plan.feature_columns], settings.task, Path("outputs") / "explanations")
-        log("explanations written to outputs/explanations")
+    explanation = _explain(model, data[plan.feature_columns], settings)
 
     summary = {
         "best_child_run_id": best["run_id"],
