@@ -1,7 +1,7 @@
 """The ``${{inputs.x}}`` / ``${{outputs.y}}`` placeholders of a job's command, and filling them in.
 
-Kept apart from ``command.py`` (which checks a job at submission with the SDK's entities) so that the
-job runner, a process per job, fills a command in without loading the SDK.
+Free of the SDK at import, so that the job runner, a process per job, fills a command in without
+loading it (checking a command at submission raises the SDK's validation error, loaded then).
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 import shlex
 from typing import Any
-
-from amlkit.errors import SpecError
 
 PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
 OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
@@ -43,6 +41,8 @@ def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]
 
 def check_placeholders(command: str, inputs: dict, outputs: dict, job_name: str) -> None:
     """Every ``${{inputs.x}}`` / ``${{outputs.y}}`` must name a declared input or output."""
+    from amlkit.errors import SpecError  # loads the SDK: the job runner, which only renders commands, never does
+
     if not command or not command.strip():
         raise SpecError(f"Job '{job_name}' has an empty command.")
     declared = {"inputs": inputs, "outputs": outputs}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,3 +49,12 @@ def test_flows_import_only_tasks_prefect_pydantic_and_the_standard_library():
 def test_the_import_check_sees_every_package(package):
     # a check over an empty or misnamed folder would pass whatever the code did
     assert len(_imports(package)) > 10
+
+
+def test_the_job_runner_starts_without_the_sdk_mlflow_or_prefect():
+    # a runner starts per job: each of these costs seconds of CPU, which every job would pay
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, localml.execution.runner; print(' '.join(sys.modules))"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert [m for m in loaded if m.split(".")[0] in ("azure", "mlflow", "prefect", "sklearn", "pandas")] == []
