@@ -6,6 +6,7 @@ import html
 import re
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -32,10 +33,10 @@ def save_model(model, X: pd.DataFrame, folder) -> str:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    mlflow.sklearn.save_model(
-        model, str(folder), serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-        signature=infer_signature(X.head(), model.predict(X.head())),
-    )
+    with warnings.catch_warnings():  # MLflow's hint that integer columns cannot hold missing values: these have none
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        signature = infer_signature(X.head(), model.predict(X.head()))
+    mlflow.sklearn.save_model(model, str(folder), serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE, signature=signature)
     return str(folder)
 
 
