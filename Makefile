@@ -35,6 +35,7 @@ e2e: $(STAMP) chromium
 	$(BIN)/python -m pytest -m e2e
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_jobs.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_baseline.py
 	$(BIN)/python benchmarks/bench_environments.py

@@ -111,60 +111,13 @@ class EarlyTermination:
         self._stopped: set[str] = set()
         if policy is None:
             return
-        if not isinstance(policy, Mapping):
-            raise SpecError(
-                f"early_termination must be a policy such as BanditPolicy(slack_factor=0.1) (or None), got {policy!r}."
-            )
-        kind = policy.get("type")
-        kind = kind.strip().lower() if isinstance(kind, str) else kind
-        if kind not in POLICY_FIELDS:
-            raise UnsupportedFeatureError(
-                f"the early termination policy {policy.get('type')!r}",
-                "Use bandit, median_stopping or truncation_selection (BanditPolicy, MedianStoppingPolicy, "
-                "TruncationSelectionPolicy).",
-            )
-        unknown = sorted(set(policy) - set(_COMMON_FIELDS) - set(POLICY_FIELDS[kind]))
-        if unknown:
-            raise SpecError(
-                f"early_termination ({kind}) has unexpected field(s) {', '.join(unknown)}. "
-                f"{kind} takes {', '.join(_COMMON_FIELDS[1:] + POLICY_FIELDS[kind])}."
-            )
-        self.kind = kind
-        self.evaluation_interval = max(1, _whole(kind, policy, "evaluation_interval", 1))
-        self.delay_evaluation = _whole(kind, policy, "delay_evaluation", 0)
-        if kind == "bandit":
-            self.slack_factor = _slack(policy, "slack_factor")
-            self.slack_amount = _slack(policy, "slack_amount")
-            if self.slack_factor is None and self.slack_amount is None:
-                raise SpecError(
-                    "early_termination (bandit) needs slack_factor or slack_amount. E.g. "
-                    "BanditPolicy(slack_factor=0.1) stops trials more than 10% worse than the best one, "
-                    "BanditPolicy(slack_amount=0.2) trials more than 0.2 worse."
-                )
-            if self.slack_factor is not None and self.slack_amount is not None:
-                raise SpecError(
-                    "early_termination (bandit) has both slack_factor and slack_amount. Give only one of them."
-                )
-        elif kind == "truncation_selection":
-            percentage = policy.get("truncation_percentage")
-            if (
-                not isinstance(percentage, numbers.Integral) or isinstance(percentage, bool)
-                or not 1 <= percentage <= 99
-            ):
-                raise SpecError(
-                    f"early_termination (truncation_selection) has truncation_percentage={percentage!r}. Give the "
-                    "percentage of lowest performing trials to stop at each evaluation, a whole number from 1 to 99."
-                )
-            self.truncation_percentage = int(percentage)
-            exclude = policy.get("exclude_finished_jobs", False)
-            if exclude is None:
-                exclude = False
-            if not isinstance(exclude, bool):
-                raise SpecError(
-                    f"early_termination (truncation_selection) has exclude_finished_jobs={exclude!r}. "
-                    "Give True or False."
-                )
-            self.exclude_finished_jobs = exclude
+        self.kind = _policy_kind(policy)
+        self.evaluation_interval = max(1, _whole(self.kind, policy, "evaluation_interval", 1))
+        self.delay_evaluation = _whole(self.kind, policy, "delay_evaluation", 0)
+        if self.kind == "bandit":
+            self.slack_factor, self.slack_amount = _bandit_slack(policy)
+        elif self.kind == "truncation_selection":
+            self.truncation_percentage, self.exclude_finished_jobs = _truncation(policy)
 
     def evaluates_at(self, interval: int) -> bool:
         """Whether the policy judges a trial at ``interval`` (1-based); never without a policy."""
@@ -238,3 +191,58 @@ class EarlyTermination:
 
     def __repr__(self) -> str:
         return f"EarlyTermination({self.kind!r}, maximize={self.maximize})"
+
+
+def _policy_kind(policy: Any) -> str:
+    """The policy's type, once the policy is known to be a mapping of that type's fields only."""
+    if not isinstance(policy, Mapping):
+        raise SpecError(
+            f"early_termination must be a policy such as BanditPolicy(slack_factor=0.1) (or None), got {policy!r}."
+        )
+    kind = policy.get("type")
+    kind = kind.strip().lower() if isinstance(kind, str) else kind
+    if kind not in POLICY_FIELDS:
+        raise UnsupportedFeatureError(
+            f"the early termination policy {policy.get('type')!r}",
+            "Use bandit, median_stopping or truncation_selection (BanditPolicy, MedianStoppingPolicy, "
+            "TruncationSelectionPolicy).",
+        )
+    unknown = sorted(set(policy) - set(_COMMON_FIELDS) - set(POLICY_FIELDS[kind]))
+    if unknown:
+        raise SpecError(
+            f"early_termination ({kind}) has unexpected field(s) {', '.join(unknown)}. "
+            f"{kind} takes {', '.join(_COMMON_FIELDS[1:] + POLICY_FIELDS[kind])}."
+        )
+    return kind
+
+
+def _bandit_slack(policy: Mapping) -> tuple[float | None, float | None]:
+    """``(slack_factor, slack_amount)``: exactly one of them is set."""
+    factor, amount = _slack(policy, "slack_factor"), _slack(policy, "slack_amount")
+    if factor is None and amount is None:
+        raise SpecError(
+            "early_termination (bandit) needs slack_factor or slack_amount. E.g. "
+            "BanditPolicy(slack_factor=0.1) stops trials more than 10% worse than the best one, "
+            "BanditPolicy(slack_amount=0.2) trials more than 0.2 worse."
+        )
+    if factor is not None and amount is not None:
+        raise SpecError("early_termination (bandit) has both slack_factor and slack_amount. Give only one of them.")
+    return factor, amount
+
+
+def _truncation(policy: Mapping) -> tuple[int, bool]:
+    """``(truncation_percentage, exclude_finished_jobs)`` of a truncation selection policy."""
+    percentage = policy.get("truncation_percentage")
+    if not isinstance(percentage, numbers.Integral) or isinstance(percentage, bool) or not 1 <= percentage <= 99:
+        raise SpecError(
+            f"early_termination (truncation_selection) has truncation_percentage={percentage!r}. Give the "
+            "percentage of lowest performing trials to stop at each evaluation, a whole number from 1 to 99."
+        )
+    exclude = policy.get("exclude_finished_jobs", False)
+    if exclude is None:
+        exclude = False
+    if not isinstance(exclude, bool):
+        raise SpecError(
+            f"early_termination (truncation_selection) has exclude_finished_jobs={exclude!r}. Give True or False."
+        )
+    return int(percentage), exclude

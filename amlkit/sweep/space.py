@@ -203,6 +203,17 @@ def _number(label: str, kind: str, spec: Mapping, key: str) -> float:
 
 
 def _parse_expression(label: str, spec: Any, sampling: str) -> _Dist | _Choice:
+    kind = _expression_kind(label, spec)
+    _check_sampling_allows(label, kind, sampling)
+    if kind == "choice":
+        return _parse_choice(label, spec["values"], sampling)
+    if kind == "randint":
+        return _parse_randint(label, spec["upper"])
+    return _Dist(kind, _distribution_args(label, kind, spec))
+
+
+def _expression_kind(label: str, spec: Any) -> str:
+    """The expression's type, once it is known to have that type's fields, all of them and no others."""
     if not isinstance(spec, Mapping):
         raise _fail(
             label, f"is {spec!r}, not a sweep expression",
@@ -224,6 +235,11 @@ def _parse_expression(label: str, spec: Any, sampling: str) -> _Dist | _Choice:
         raise _fail(
             label, f"({kind}) has unexpected field(s) {', '.join(unknown)}", f"{kind} takes {', '.join(fields)}."
         )
+    return kind
+
+
+def _check_sampling_allows(label: str, kind: str, sampling: str) -> None:
+    """Azure's rules: grid samples only choices; bayesian only choice, uniform and quniform."""
     if sampling == "grid" and kind != "choice":
         raise _fail(
             label, f"is {kind}, but grid sampling supports only choice (as Azure's grid does)",
@@ -234,20 +250,20 @@ def _parse_expression(label: str, spec: Any, sampling: str) -> _Dist | _Choice:
             label, f"is {kind}, but bayesian sampling supports only choice, uniform and quniform (Azure's rule)",
             f"Make '{label}' a Choice, Uniform or QUniform, or use random or sobol sampling.",
         )
-    if kind == "choice":
-        return _parse_choice(label, spec["values"], sampling)
-    if kind == "randint":
-        upper = spec["upper"]
-        if (
-            not isinstance(upper, numbers.Real) or isinstance(upper, bool)
-            or not float(upper).is_integer() or upper < 1
-        ):
-            raise _fail(
-                label, f"(randint) has upper={upper!r}",
-                "Randint(upper) draws integers from [0, upper): give a whole number upper >= 1.",
-            )
-        return _Dist(kind, {"upper": int(upper)})
-    args = {key: _number(label, kind, spec, key) for key in fields}
+
+
+def _parse_randint(label: str, upper: Any) -> _Dist:
+    if not isinstance(upper, numbers.Real) or isinstance(upper, bool) or not float(upper).is_integer() or upper < 1:
+        raise _fail(
+            label, f"(randint) has upper={upper!r}",
+            "Randint(upper) draws integers from [0, upper): give a whole number upper >= 1.",
+        )
+    return _Dist("randint", {"upper": int(upper)})
+
+
+def _distribution_args(label: str, kind: str, spec: Mapping) -> dict[str, float]:
+    """A continuous distribution's numbers, checked: bounds in order, positive scales, no overflow of exp()."""
+    args = {key: _number(label, kind, spec, key) for key in EXPRESSION_FIELDS[kind]}
     if "min_value" in args and not args["min_value"] < args["max_value"]:
         raise _fail(
             label, f"({kind}) has min_value={args['min_value']!r} >= max_value={args['max_value']!r}",
@@ -268,7 +284,7 @@ def _parse_expression(label: str, spec: Any, sampling: str) -> _Dist | _Choice:
             label, f"({kind}) has mu={args['mu']!r}, sigma={args['sigma']!r}, and exp(normal(mu, sigma)) overflows",
             f"{kind} gives exp(normal(mu, sigma)): give mu and sigma of the value's natural log.",
         )
-    return _Dist(kind, args)
+    return args
 
 
 def _parse_choice(label: str, values: Any, sampling: str) -> _Choice:
