@@ -144,8 +144,8 @@ def _start(state: Path, name: str, command: list[str], env: dict[str, str]) -> N
     if (pid := _pid(state, name)) is not None:
         print(f"{name} is already running (pid {pid})")
         return
-    log = (state / f"{name}.log").open("a")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    with (state / f"{name}.log").open("a") as log:  # the service writes to its own copy of the file; ours closes
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     (state / f"{name}.pid").write_text(json.dumps({"pid": process.pid, "command": command}))
     print(f"started {name} (pid {process.pid}, log {state / f'{name}.log'})")
 
