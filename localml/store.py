@@ -160,14 +160,21 @@ class Catalog:
             return [json.loads(r[0]) for r in rows]
 
     # -- jobs ----------------------------------------------------------------------------
-    def insert_job(self, name: str, compute: str, spec: dict, record: dict, parent: str | None = None) -> None:
+    def insert_job(self, name: str, compute: str, spec: dict, record: dict, parent: str | None = None) -> bool:
+        """Record a new NotStarted job; False (and nothing written) when a job of that name exists.
+
+        The insert is the name's reservation: it runs under SQLite's write lock (BEGIN IMMEDIATE), so of several
+        processes submitting the same name at once exactly one gets True, and only that one goes on to create
+        the job's MLflow run and start its runner.
+        """
         with self.transaction() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
-            db.execute(
+            inserted = db.execute(
                 "INSERT INTO jobs (name, seq, created_at, compute, status, parent, spec, record) "
-                "VALUES (?, ?, ?, ?, 'NotStarted', ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, 'NotStarted', ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 (name, seq, time.time(), compute, parent, json.dumps(spec), json.dumps(record)),
-            )
+            ).rowcount
+        return inserted == 1
 
     def get_job(self, name: str) -> dict | None:
         with self._connect() as db:

@@ -24,7 +24,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from amlkit.placeholders import check_placeholders
 from amlkit.sweep.space import parameter_names
-from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
+from localml.errors import LocalMLValidationError, UnsupportedFeatureError, already_exists, not_found
 from localml.execution.command import (
     PreparedCommand,
     output_uri,
@@ -93,21 +93,38 @@ class JobOperations:
             raise LocalMLValidationError(
                 f"Job name '{job.name}' is invalid: use letters, digits, '-' and '_', starting with a letter or digit."
             )
-        if self._catalog.get_job(job.name) is not None:
-            raise LocalMLValidationError(
-                f"A job named '{job.name}' already exists and job names are unique. "
-                "Use jobs.get to follow it, or submit with another name."
-            )
+        if self._catalog.get_job(job.name) is not None:  # an early answer, before any upload; insert_job decides
+            raise _job_exists(job.name)
         spec, record = self._prepare(job)
-        run_tags = {"localml.job_type": job.type, **({"mlflow.parentRunId": parent} if parent else {})}
-        record["experiment_id"] = self._workspace.tracking.create_run(
-            job.name, job.display_name or job.name, run_tags, experiment_name=job.experiment_name
-        )
+        # the experiment, not the run: a submitter that loses the race below must leave nothing of the job behind
+        record["experiment_id"] = self._workspace.tracking.experiment_id(job.experiment_name)
         # a sweep's or pipeline's own process only schedules its children, so it takes no instance of the compute
         queue = "local" if record.get("max_instances") is None else spec.get("compute") or "local"
-        self._catalog.insert_job(job.name, queue, spec, record, parent=parent)
-        self._start_runner(job.name)
+        if not self._catalog.insert_job(job.name, queue, spec, record, parent=parent):
+            raise _job_exists(job.name)
+        self._start(job, record["experiment_id"], parent)
         return job.name
+
+    def _start(self, job: Job, experiment_id: str, parent: str | None) -> None:
+        """Create the reserved job's MLflow run and start its runner; if either fails, the job ends Failed with the reason."""
+        run_tags = {"localml.job_type": job.type, **({"mlflow.parentRunId": parent} if parent else {})}
+        try:
+            self._workspace.tracking.create_run(job.name, job.display_name or job.name, run_tags, experiment_id=experiment_id)
+            self._start_runner(job.name)
+        except Exception as error:
+            self._fail_unstarted(job.name, error)
+            raise
+
+    def _fail_unstarted(self, name: str, error: Exception) -> None:
+        reason = (
+            f"localml could not start the job: {type(error).__name__}: {error}. "
+            "Submit it again under another name (this one stays with the failed job)."
+        )
+        self._catalog.update_job(name, only_if_active=True, status="Failed", error=reason, ended_at=time.time())
+        try:
+            self._workspace.tracking.end_run(name, "Failed")
+        except Exception as end_error:  # the job's status is recorded; the caller must see the first error, not this one
+            logging.getLogger(__name__).warning("could not end MLflow run %s: %s", name, end_error)
 
     def _prepare(self, job: Job) -> tuple[dict, dict]:
         """The job's stored spec (local paths uploaded, ``@latest`` pinned) and what its runner needs."""
@@ -339,6 +356,10 @@ def _print_new(path: Path, position: int) -> int:
         sys.stdout.write(complete.decode(errors="replace"))
         sys.stdout.flush()
     return position + len(complete)
+
+
+def _job_exists(name: str):
+    return already_exists("Job", name, f"Job names are unique: follow it with jobs.get('{name}'), or submit with another name.")
 
 
 def _strip_prefix(value: str | None) -> str | None:

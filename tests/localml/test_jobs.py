@@ -6,13 +6,16 @@ import json
 import os
 import shlex
 import signal
+import sqlite3
+import threading
 import time
+from contextlib import closing
 
 import pytest
 from azure.ai.ml import Input, Output, command
 from azure.ai.ml.entities import AmlCompute
 from azure.ai.ml.exceptions import JobException
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from localml import LocalMLClient
 from localml.errors import LocalMLValidationError
@@ -281,5 +284,65 @@ def test_injected_faults_raise_like_azure_then_clear(ml_client, code_dir, monkey
     assert LocalMLClient(ml_client.root).jobs.get("faulty_job").name == "faulty_job"
     ml_client.jobs.stream("faulty_job")
     assert ml_client.jobs.get("faulty_job").status == "Completed"
-    with pytest.raises(LocalMLValidationError, match="already exists"):
+    with pytest.raises(ResourceExistsError, match="Job 'faulty_job' already exists.*jobs.get"):
         ml_client.jobs.create_or_update(command(name="faulty_job", code=str(code_dir), command="python seen.py", environment=ENV))
+
+
+# -- concurrency and crashes: one job per name, and no job without a way out ------------------
+def mlflow_runs(ml_client) -> dict[str, str]:
+    """Each MLflow run of the workspace and its status, read with plain SQL."""
+    with closing(sqlite3.connect(ml_client._workspace.tracking.db_path)) as db:
+        return dict(db.execute("SELECT run_uuid, status FROM runs"))
+
+
+def submit_at_once(root, job_factory, submitters: int) -> list:
+    """Each submitter (a thread with a client of its own, as a separate process would have) submits at the same moment;
+    returns what each got: a job or the exception it raised."""
+    start = threading.Barrier(submitters)
+    outcomes: list = [None] * submitters
+
+    def submit(index: int) -> None:
+        client = LocalMLClient(root)
+        job = job_factory()
+        start.wait()
+        try:
+            outcomes[index] = client.jobs.create_or_update(job)
+        except Exception as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(submitters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_identical_submissions_at_once_make_one_job_and_the_others_get_a_conflict(ml_client, code_dir, helpers):
+    # the experiment exists already, as in a used workspace: a fresh MLflow store's own setup is not what this checks
+    ml_client._workspace.tracking.experiment_id("race")
+    outcomes = submit_at_once(
+        ml_client.root,
+        lambda: command(name="raced", code=str(code_dir), command="python seen.py", environment=ENV, experiment_name="race"),
+        submitters=4,
+    )
+    jobs = [o for o in outcomes if not isinstance(o, Exception)]
+    conflicts = [o for o in outcomes if isinstance(o, ResourceExistsError)]
+    assert len(jobs) == 1 and len(conflicts) == 3, outcomes
+    assert all("Job 'raced' already exists" in str(c) and c.status_code == 409 for c in conflicts)
+    assert [row["name"] for row in ml_client._workspace.catalog.list_jobs()] == ["raced"]
+    assert list(mlflow_runs(ml_client)) == ["raced"]
+    assert helpers.wait_for_status(ml_client, "raced") == "Completed"
+
+
+def test_a_job_whose_mlflow_run_cannot_be_created_ends_failed_with_the_reason(ml_client, code_dir):
+    # a run of the job's name left in the MLflow store (as the old submission race left them) blocks the job's own
+    ml_client._workspace.tracking.create_run("blocked", "blocked", {}, experiment_name="crash")
+    with pytest.raises(sqlite3.IntegrityError, match="runs.run_uuid"):
+        ml_client.jobs.create_or_update(
+            command(name="blocked", code=str(code_dir), command="python seen.py", environment=ENV, experiment_name="crash")
+        )
+    failed = ml_client.jobs.get("blocked")
+    assert failed.status == "Failed"
+    assert "could not start the job: IntegrityError" in failed.properties["localml.error"]
+    assert ml_client._workspace.catalog.get_job("blocked")["pid"] is None  # no runner was started for it
