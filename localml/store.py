@@ -202,6 +202,20 @@ class Catalog:
         with self.transaction() as conn:
             return conn.execute(query, args).rowcount > 0
 
+    def end_unstarted_job(self, name: str, created_before: float, status: str, error: str | None) -> bool:
+        """End a job whose runner never started (no pid) and that was recorded before ``created_before``.
+
+        One statement, so it cannot undo a submitter that records its runner's pid at the same moment:
+        either the pid is there and the job is left alone, or the job ends and the submitter's pid update
+        (``only_if_active``) finds it terminal.
+        """
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE jobs SET status=?, error=?, ended_at=? WHERE name=? AND pid IS NULL AND created_at < ? "
+                "AND status NOT IN ('Completed', 'Failed', 'Canceled')",
+                (status, error, time.time(), name, created_before),
+            ).rowcount > 0
+
     # -- fault injection counters ------------------------------------------------------
     def count_fault(self, operation: str, limit: int) -> bool:
         """Record one injected fault for ``operation``; False once ``limit`` have been raised."""

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from amlkit.placeholders import render_command
-from localml.execution.processes import cancel_children, is_alive, stop_tree
+from localml.execution.processes import cancel_children, is_alive, start_time, stop_tree
 from localml.execution.venvs import BuildStopped, EnvironmentBuildError, ensure_venv
 from localml.store import ACTIVE_STATUSES
 from localml.workspace import LocalWorkspace
@@ -42,6 +42,8 @@ class JobRunner:
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop("canceled"))
+        if not self._record_pid():
+            return
         status, error = "Failed", None
         try:
             if self._wait_for_slot():
@@ -63,6 +65,13 @@ class JobRunner:
             error = f"localml could not run the job: {type(exc).__name__}: {exc}"
             print(error, file=sys.stderr)
         self._finish(status, error)
+
+    def _record_pid(self) -> bool:
+        """Record this process as the job's runner (its submitter does too, but may be killed before it can), so an
+        active job always has a process to check. False when the job already ended: reported dead because this
+        runner took too long to start, it must not run."""
+        pid = os.getpid()
+        return self.catalog.update_job(self.name, only_if_active=True, pid=pid, pid_started=start_time(pid))
 
     # -- Queued -------------------------------------------------------------------------
     def _wait_for_slot(self) -> bool:

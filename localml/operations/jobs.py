@@ -47,6 +47,12 @@ logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,254}$")
 STREAM_POLL_SECONDS = 0.5
+#: A job recorded this long ago with no runner's pid is taken for dead: its submitter was killed after writing the
+#: job's row and before starting the runner, or the runner died starting up. Alive, they record the pid within
+#: seconds (the runner records its own as soon as Python has loaded it); the rest is margin for a loaded machine.
+#: Longer would keep a re-run waiting on a job that can never run. Both record the pid only on a job still
+#: active, so one merely slow cannot bring a job reported Failed back to life.
+RUNNER_START_GRACE_SECONDS = 30.0
 
 
 class JobOperations:
@@ -239,7 +245,12 @@ class JobOperations:
                 start_new_session=True,
                 close_fds=True,
             )
-        self._catalog.update_job(name, pid=process.pid, pid_started=start_time(process.pid))
+        if not self._catalog.update_job(name, only_if_active=True, pid=process.pid, pid_started=start_time(process.pid)):
+            # the job was reported dead meanwhile (no runner for RUNNER_START_GRACE_SECONDS); the runner sees that too and exits
+            raise RuntimeError(
+                f"Job '{name}' took more than {RUNNER_START_GRACE_SECONDS:g} s to start its runner (is the machine "
+                "overloaded?) and was reported Failed meanwhile. Submit it again under another name."
+            )
 
     # -- read -----------------------------------------------------------------------------
     def get(self, name: str) -> Job:
@@ -258,7 +269,11 @@ class JobOperations:
 
     def _checked(self, row: dict) -> dict:
         """A job still marked active whose runner is gone has died: report it Failed, with the reason."""
-        if row["status"] in TERMINAL_STATUSES or row["pid"] is None or is_alive(row["pid"], row["pid_started"]):
+        if row["status"] in TERMINAL_STATUSES:
+            return row
+        if row["pid"] is None:
+            return self._checked_unstarted(row)
+        if is_alive(row["pid"], row["pid_started"]):
             return row
         error = (
             f"The job's process (pid {row['pid']}) ended without reporting a final status: it was killed "
@@ -270,6 +285,21 @@ class JobOperations:
             stop_group(row["pid"])
             cancel_children(self._catalog, row["name"])
             self._workspace.tracking.end_run(row["name"], status)
+        return self._catalog.get_job(row["name"])
+
+    def _checked_unstarted(self, row: dict) -> dict:
+        """A job with no runner long after it was recorded never will have one: its submitter died in between."""
+        started_before = time.time() - RUNNER_START_GRACE_SECONDS
+        if row["created_at"] >= started_before:
+            return row
+        error = (
+            "The job's runner never started: its submitter stopped (it was killed, or the machine restarted) between "
+            f"recording the job and starting its runner, or the runner died starting up; {RUNNER_START_GRACE_SECONDS:g} s "
+            "have passed. Submit the job again."
+        )
+        status, error = ("Canceled", None) if row["status"] == "CancelRequested" else ("Failed", error)
+        if self._catalog.end_unstarted_job(row["name"], started_before, status, error):
+            self._workspace.tracking.end_run(row["name"], status)  # a run created before the submitter died
         return self._catalog.get_job(row["name"])
 
     def _to_entity(self, row: dict) -> Job:

@@ -7,10 +7,13 @@ import os
 import shlex
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from contextlib import closing
 
+import psutil
 import pytest
 from azure.ai.ml import Input, Output, command
 from azure.ai.ml.entities import AmlCompute
@@ -19,6 +22,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 
 from localml import LocalMLClient
 from localml.errors import LocalMLValidationError
+from localml.operations.jobs import RUNNER_START_GRACE_SECONDS
 
 ENV = "AzureML-sklearn-1.5@latest"
 STATUS_ORDER = ["NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed"]
@@ -346,3 +350,59 @@ def test_a_job_whose_mlflow_run_cannot_be_created_ends_failed_with_the_reason(ml
     assert failed.status == "Failed"
     assert "could not start the job: IntegrityError" in failed.properties["localml.error"]
     assert ml_client._workspace.catalog.get_job("blocked")["pid"] is None  # no runner was started for it
+
+
+def record_job_without_runner(ml_client, name: str) -> None:
+    """What a submitter killed -9 between writing the job's row (and its MLflow run) and starting its runner leaves."""
+    job = command(name=name, command="echo ran", environment=ENV, experiment_name="crash")._to_job()
+    spec, record = ml_client.jobs._prepare(job)
+    tracking = ml_client._workspace.tracking
+    record["experiment_id"] = tracking.experiment_id("crash")
+    assert ml_client._workspace.catalog.insert_job(name, "local", spec, record)
+    tracking.create_run(name, name, {}, experiment_id=record["experiment_id"])
+
+
+def test_a_job_whose_submitter_died_before_starting_its_runner_is_reported_failed(ml_client):
+    record_job_without_runner(ml_client, "orphan")
+    # a young job without a runner is left alone: its submitter may be about to start it
+    assert ml_client.jobs.get("orphan").status == "NotStarted"
+
+    catalog = ml_client._workspace.catalog
+    catalog.update_job("orphan", created_at=time.time() - RUNNER_START_GRACE_SECONDS - 1)
+    failed = ml_client.jobs.get("orphan")
+    assert failed.status == "Failed"
+    assert "runner never started" in failed.properties["localml.error"]
+    assert [j.status for j in ml_client.jobs.list()] == ["Failed"]
+    with pytest.raises(JobException, match="runner never started"):
+        ml_client.jobs.stream("orphan")  # returns: a waiter is not left waiting
+    assert mlflow_runs(ml_client)["orphan"] == "FAILED"
+
+
+def test_a_runner_whose_submitter_died_before_recording_its_pid_records_its_own(ml_client, helpers):
+    record_job_without_runner(ml_client, "unrecorded")
+    # the submitter started the runner and was killed before writing its pid down
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "localml.execution.runner", str(ml_client.root), "unrecorded"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    helpers.wait_for(lambda: ml_client._workspace.catalog.get_job("unrecorded")["pid"], timeout=60, what="the runner's pid")
+    assert ml_client._workspace.catalog.get_job("unrecorded")["pid"] == runner.pid
+    assert helpers.wait_for_status(ml_client, "unrecorded") == "Completed"
+    assert runner.wait(timeout=30) == 0
+
+
+def test_a_runner_that_starts_after_its_job_was_reported_failed_does_not_run_it(ml_client, helpers):
+    record_job_without_runner(ml_client, "late")
+    catalog = ml_client._workspace.catalog
+    catalog.update_job("late", created_at=time.time() - RUNNER_START_GRACE_SECONDS - 1)
+    assert ml_client.jobs.get("late").status == "Failed"
+
+    # the submitter was only slow: it starts the runner now, too late
+    earlier = {child.pid for child in psutil.Process().children()}
+    with pytest.raises(RuntimeError, match="reported Failed meanwhile. Submit it again under another name"):
+        ml_client.jobs._start_runner("late")
+    [runner] = [child.pid for child in psutil.Process().children() if child.pid not in earlier]
+    helpers.wait_for(lambda: helpers.process_gone(runner), timeout=60, what="the late runner to exit")
+    row = catalog.get_job("late")
+    assert row["status"] == "Failed" and "runner never started" in row["error"]
+    assert not (ml_client._workspace.job_dir("late") / "user_logs").exists(), "the runner prepared a job that had ended"
