@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -9,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from contextlib import closing
 
@@ -23,6 +23,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from localml import LocalMLClient
 from localml.errors import LocalMLValidationError
 from localml.operations.jobs import RUNNER_START_GRACE_SECONDS
+from tests.concurrency import meet_at_the_catalog
 
 ENV = "AzureML-sklearn-1.5@latest"
 STATUS_ORDER = ["NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed"]
@@ -299,36 +300,14 @@ def mlflow_runs(ml_client) -> dict[str, str]:
         return dict(db.execute("SELECT run_uuid, status FROM runs"))
 
 
-def submit_at_once(root, job_factory, submitters: int) -> list:
-    """Each submitter (a thread with a client of its own, as a separate process would have) submits at the same moment;
-    returns what each got: a job or the exception it raised."""
-    start = threading.Barrier(submitters)
-    outcomes: list = [None] * submitters
-
-    def submit(index: int) -> None:
-        client = LocalMLClient(root)
-        job = job_factory()
-        start.wait()
-        try:
-            outcomes[index] = client.jobs.create_or_update(job)
-        except Exception as error:
-            outcomes[index] = error
-
-    threads = [threading.Thread(target=submit, args=(i,)) for i in range(submitters)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 def test_identical_submissions_at_once_make_one_job_and_the_others_get_a_conflict(ml_client, code_dir, helpers):
     # the experiment exists already, as in a used workspace: a fresh MLflow store's own setup is not what this checks
     ml_client._workspace.tracking.experiment_id("race")
-    outcomes = submit_at_once(
-        ml_client.root,
-        lambda: command(name="raced", code=str(code_dir), command="python seen.py", environment=ENV, experiment_name="race"),
-        submitters=4,
+    # a client each, as separate processes would have
+    clients = [LocalMLClient(ml_client.root) for _ in range(4)]
+    job = command(name="raced", code=str(code_dir), command="python seen.py", environment=ENV, experiment_name="race")
+    outcomes = meet_at_the_catalog(
+        ml_client._workspace.catalog.path, [functools.partial(client.jobs.create_or_update, job) for client in clients]
     )
     jobs = [o for o in outcomes if not isinstance(o, Exception)]
     conflicts = [o for o in outcomes if isinstance(o, ResourceExistsError)]
