@@ -20,6 +20,7 @@ from typing import Any, Literal
 from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.runtime import flow_run
 from pydantic import (
     BaseModel,
     Field,
@@ -40,6 +41,8 @@ TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
 STATUS_PROGRESS = {"NotStarted": 0.0, "Starting": 5.0, "Queued": 10.0, "Preparing": 20.0, "Running": 40.0, "Finalizing": 90.0}
 LOG_TAIL_LINES = 30
 MAX_POLL_SECONDS = 10.0
+#: The job tag naming the Prefect flow run that submitted the job: ``reused`` is True only for another run's job.
+SUBMITTER_TAG = "amlflows.flow_run_id"
 
 
 class InputSpec(BaseModel):
@@ -141,7 +144,7 @@ class SubmittedJob(BaseModel):
     name: str
     status: str
     studio_url: str | None = None
-    reused: bool = Field(default=False, description="True when an existing job of this name was re-attached")
+    reused: bool = Field(default=False, description="True when a job another flow run submitted was re-attached")
 
 
 class JobResult(BaseModel):
@@ -183,7 +186,10 @@ def submit_job(workspace: str, spec: JobSpec, refresh: bool = False) -> Submitte
 
     The job's name derives from the spec's cache key. If a job of that name exists and has
     not failed, it is re-attached; a failed or canceled one is followed by a new attempt
-    (``<name>-2``, ...). ``refresh=True`` always starts a new attempt.
+    (``<name>-2``, ...). ``refresh=True`` always starts a new attempt. Runs submitting the same
+    spec at once get one job: the others re-attach to it. The job is tagged with the submitting
+    flow run (``amlflows.flow_run_id``), so a retry after a lost reply finds its own job
+    (``reused=False``) and a refresh does not start a second one.
 
     Example:
         ```python
@@ -205,18 +211,49 @@ def submit_job(workspace: str, spec: JobSpec, refresh: bool = False) -> Submitte
     client = get_client(workspace)
     spec = _pin_latest_versions(client, spec)
     base = job_name_for(spec, job_cache_key(spec, workspace))
+    submitter = flow_run.id  # None when the task is called outside a flow
     attempt = 1
     while True:
         name = base if attempt == 1 else f"{base}-{attempt}"
         existing = _find_job(client, name)
         if existing is None:
-            job = client.jobs.create_or_update(spec.to_job(name=name))
-            logger.info("Submitted job %s (%s): %s", name, job.status, job.studio_url)
-            return SubmittedJob(name=name, status=job.status, studio_url=job.studio_url)
-        if not refresh and existing.status not in ("Failed", "Canceled"):
-            logger.info("Re-attached to job %s (%s): same spec and inputs, nothing resubmitted", name, existing.status)
-            return SubmittedJob(name=name, status=existing.status, studio_url=existing.studio_url, reused=True)
+            job, created = _create_or_find(client, _tagged(spec.to_job(name=name), submitter), name)
+            if created:
+                logger.info("Submitted job %s (%s): %s", name, job.status, job.studio_url)
+                return SubmittedJob(name=name, status=job.status, studio_url=job.studio_url)
+            existing = job
+        ours = submitter is not None and (existing.tags or {}).get(SUBMITTER_TAG) == submitter
+        # a job this flow run submitted is its own (a retry after a lost reply finds it), even with refresh
+        if (ours or not refresh) and existing.status not in ("Failed", "Canceled"):
+            if ours:
+                logger.info("Found job %s (%s), submitted earlier by this flow run", name, existing.status)
+            else:
+                logger.info("Re-attached to job %s (%s): same spec and inputs, nothing resubmitted", name, existing.status)
+            return SubmittedJob(name=name, status=existing.status, studio_url=existing.studio_url, reused=not ours)
         attempt += 1
+
+
+def _tagged(job: Any, submitter: str | None) -> Any:
+    """The job tagged with the flow run that submits it, so a later look can tell this run's job from another's."""
+    if submitter is not None:
+        job.tags = {**(job.tags or {}), SUBMITTER_TAG: submitter}
+    return job
+
+
+def _create_or_find(client: Any, job: Any, name: str) -> tuple[Any, bool]:
+    """``(the new job, True)``; or ``(the job of that name, False)`` when creating failed but the job exists.
+
+    Creating fails with the job in place when another run created it at the same moment (a conflict), or when our
+    own request took effect and its reply was lost. Azure's and localml's errors differ, so the job itself is the
+    evidence. A job found failed is not re-attached: the error that stopped it is the one to see.
+    """
+    try:
+        return client.jobs.create_or_update(job), True
+    except Exception:
+        existing = _find_job(client, name)
+        if existing is None or existing.status in ("Failed", "Canceled"):
+            raise
+        return existing, False
 
 
 def _wait_cache_key(context: Any, parameters: dict) -> str:

@@ -82,7 +82,12 @@ def test_transient_faults_are_retried_and_submit_exactly_one_job(ml_client, monk
     assert catalog.faults_raised("jobs.create_or_update") == 1
     assert catalog.faults_raised("jobs.create_or_update@after") == 1
     assert len(list(ml_client.jobs.list())) == 1
-    assert task_runs(state)["submit_job"].run_count == 4
+    # the lost reply is followed by a look for the job in the same try, which finds it: no retry for that one
+    assert task_runs(state)["submit_job"].run_count == 3
+    # that job is this run's own (tagged with its flow run), so the run trained it: nothing was reused
+    [job] = ml_client.jobs.list()
+    assert job.tags["amlflows.flow_run_id"] == str(state.state_details.flow_run_id)
+    assert not state.result().reused
 
 
 def test_a_failing_script_fails_at_once_with_its_own_error(ml_client):

@@ -1,0 +1,51 @@
+"""submit_job under pressure, on a real Prefect server and a real localml workspace: identical runs submitting at once."""
+
+import sqlite3
+import time
+from contextlib import closing
+
+from prefect import flow
+
+from tasks.jobs import CommandJobSpec, submit_job
+from tests.concurrency import meet_at_the_catalog
+
+RUNS_AT_ONCE = 4
+
+
+@flow
+def submit_only(spec: CommandJobSpec):
+    return submit_job("local", spec)
+
+
+def mlflow_run_ids(ml_client) -> list[str]:
+    with closing(sqlite3.connect(ml_client._workspace.tracking.db_path)) as db:
+        return [row[0] for row in db.execute("SELECT run_uuid FROM runs")]
+
+
+def wait_for_status(ml_client, name: str, statuses: tuple[str, ...], timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while (status := ml_client.jobs.get(name).status) not in statuses:
+        assert time.monotonic() < deadline, f"job {name} still {status} after {timeout} s"
+        time.sleep(0.2)
+    return status
+
+
+def test_identical_runs_at_once_get_one_job_and_all_but_its_submitter_reattach(ml_client, tmp_path):
+    code = tmp_path / "src"
+    code.mkdir()
+    (code / "hello.py").write_text("print('hello')\n")
+    spec = CommandJobSpec(code=str(code), command="python hello.py", experiment_name="at-once")
+    # the experiment exists already, as in a used workspace: a fresh MLflow store's own setup is not what this checks
+    ml_client._workspace.tracking.experiment_id("at-once")
+    # a flow run each, as `amlflows run train & amlflows run train & ...` would start
+    states = meet_at_the_catalog(
+        ml_client._workspace.catalog.path, [lambda: submit_only(spec, return_state=True)] * RUNS_AT_ONCE
+    )
+    assert all(state.is_completed() for state in states), [state.message for state in states]
+    submitted = [state.result() for state in states]
+    assert len({job.name for job in submitted}) == 1
+    assert sorted(job.reused for job in submitted) == [False] + [True] * (RUNS_AT_ONCE - 1)
+    [job] = ml_client.jobs.list()
+    assert job.name == submitted[0].name
+    assert mlflow_run_ids(ml_client) == [job.name]
+    assert wait_for_status(ml_client, job.name, ("Completed", "Failed", "Canceled")) == "Completed"
