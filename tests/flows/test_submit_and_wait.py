@@ -5,6 +5,7 @@ import time
 from contextlib import closing
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from tasks.jobs import CommandJobSpec, submit_job
 from tests.concurrency import meet_at_the_catalog
@@ -48,4 +49,25 @@ def test_identical_runs_at_once_get_one_job_and_all_but_its_submitter_reattach(m
     [job] = ml_client.jobs.list()
     assert job.name == submitted[0].name
     assert mlflow_run_ids(ml_client) == [job.name]
+    assert wait_for_status(ml_client, job.name, ("Completed", "Failed", "Canceled")) == "Completed"
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def submit_with_refresh_then_fail_once(spec: CommandJobSpec):
+    job = submit_job("local", spec, refresh=True)
+    if flow_run.run_count == 1:
+        raise RuntimeError("a failure after the submission: the flow run is retried")
+    return job
+
+
+def test_a_retried_flow_run_with_refresh_reattaches_to_the_job_it_submitted(ml_client, tmp_path):
+    code = tmp_path / "src"
+    code.mkdir()
+    (code / "hello.py").write_text("print('hello')\n")
+    spec = CommandJobSpec(code=str(code), command="python hello.py", experiment_name="refresh-retry")
+    state = submit_with_refresh_then_fail_once(spec, return_state=True)
+    assert state.is_completed(), state.message
+    job = state.result()
+    assert not job.reused  # the job is this flow run's own, from its first try
+    assert [j.name for j in ml_client.jobs.list()] == [job.name]
     assert wait_for_status(ml_client, job.name, ("Completed", "Failed", "Canceled")) == "Completed"
