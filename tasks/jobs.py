@@ -41,6 +41,8 @@ TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
 STATUS_PROGRESS = {"NotStarted": 0.0, "Starting": 5.0, "Queued": 10.0, "Preparing": 20.0, "Running": 40.0, "Finalizing": 90.0}
 LOG_TAIL_LINES = 30
 MAX_POLL_SECONDS = 10.0
+#: How long a timed-out wait waits for the job's cancel to take effect before it gives up and says so.
+CANCEL_TIMEOUT_SECONDS = 60.0
 #: The job tag naming the Prefect flow run that submitted the job: ``reused`` is True only for another run's job.
 SUBMITTER_TAG = "amlflows.flow_run_id"
 
@@ -261,12 +263,16 @@ def _wait_cache_key(context: Any, parameters: dict) -> str:
 
 
 @task(name="wait_for_job", cache_key_fn=_wait_cache_key, persist_result=True, **TRANSIENT_RETRIES)
-def wait_for_job(workspace: str, job_name: str, timeout_seconds: float | None = None) -> JobResult:
+def wait_for_job(
+    workspace: str, job_name: str, timeout_seconds: float | None = None, cancel_timeout_seconds: float = CANCEL_TIMEOUT_SECONDS
+) -> JobResult:
     """Follow a job to its end: its log lines go to the Prefect log, its status to a progress artifact.
 
     Polls with backoff. A job still running after ``timeout_seconds`` is canceled and the task
-    fails. A failed job fails the task at once (no retry) with the job's error and the tail of
-    its log. A completed job's result is cached, so a re-run does not wait again.
+    fails; the cancel is awaited at most ``cancel_timeout_seconds``, and the error says whether
+    the job ended or what it was left doing. A failed job fails the task at once (no retry) with
+    the job's error and the tail of its log. A completed job's result is cached, so a re-run does
+    not wait again.
 
     Example:
         ```python
@@ -279,7 +285,7 @@ def wait_for_job(workspace: str, job_name: str, timeout_seconds: float | None = 
     job_log = _JobLog(client, job_name, logger)
     job_log.start()
     started = time.monotonic()
-    job = _poll_until_ended(client, job_name, timeout_seconds, job_log, logger)
+    job = _poll_until_ended(client, job_name, timeout_seconds, cancel_timeout_seconds, job_log, logger)
     job_log.join(timeout=15)
     if job.status != "Completed":
         raise _job_failed_error(job_name, job, job_log)
@@ -320,7 +326,9 @@ class _JobLog:
                 self.stream_errors.append(error)
 
 
-def _poll_until_ended(client: Any, job_name: str, timeout_seconds: float | None, job_log: _JobLog, logger: Any) -> Any:
+def _poll_until_ended(
+    client: Any, job_name: str, timeout_seconds: float | None, cancel_timeout_seconds: float, job_log: _JobLog, logger: Any
+) -> Any:
     """Polls with backoff, reporting each new status as progress; cancels the job at the timeout. Returns the ended job."""
     progress = create_progress_artifact(progress=0.0, description=f"Job {job_name}")
     deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
@@ -334,11 +342,33 @@ def _poll_until_ended(client: Any, job_name: str, timeout_seconds: float | None,
         if status in TERMINAL_STATUSES:
             return job
         if deadline is not None and time.monotonic() > deadline:
-            client.jobs.begin_cancel(job_name).result()
-            raise JobTimeoutError(f"Job {job_name} was still {status} after {timeout_seconds:g} s, so it was canceled.")
+            raise _timed_out(client, job_name, status, timeout_seconds, cancel_timeout_seconds, logger)
         # the stream returns when the job ends, so a short job is not left waiting for the next poll
         job_log.join(timeout=delay)
         delay = min(delay * 1.5, MAX_POLL_SECONDS)
+
+
+def _timed_out(
+    client: Any, job_name: str, status: str, timeout_seconds: float, cancel_timeout_seconds: float, logger: Any
+) -> JobTimeoutError:
+    """Cancel the job, waiting at most ``cancel_timeout_seconds``; the error says what the timeout left behind."""
+    logger.info("Job %s is still %s after %g s: canceling it", job_name, status, timeout_seconds)
+    poller = client.jobs.begin_cancel(job_name)
+    try:
+        # Azure's poller returns at the bound, localml's raises TimeoutError: the job's status tells either way
+        poller.result(timeout=cancel_timeout_seconds)
+    except TimeoutError:
+        pass
+    left = client.jobs.get(job_name).status
+    if left == "Canceled":
+        return JobTimeoutError(f"Job {job_name} was still {status} after {timeout_seconds:g} s, so it was canceled.")
+    if left in TERMINAL_STATUSES:
+        return JobTimeoutError(f"Job {job_name} was still {status} after {timeout_seconds:g} s; asked to cancel, it ended {left} first.")
+    return JobTimeoutError(
+        f"Job {job_name} was still {status} after {timeout_seconds:g} s. It was asked to cancel, but after "
+        f"{cancel_timeout_seconds:g} s more it is still {left}, and may still be running: check it with "
+        f"ml_client.jobs.get('{job_name}') and cancel it with ml_client.jobs.begin_cancel('{job_name}')."
+    )
 
 
 def _job_failed_error(job_name: str, job: Any, job_log: _JobLog) -> JobFailedError:

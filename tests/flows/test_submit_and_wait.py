@@ -1,21 +1,33 @@
-"""submit_job under pressure, on a real Prefect server and a real localml workspace: identical runs submitting at once."""
+"""submit_job and wait_for_job under pressure, on a real Prefect server and a real localml workspace: identical runs
+submitting at once, a retried run, and a timed-out wait whose cancel never completes."""
 
+import os
+import signal
 import sqlite3
+import threading
 import time
 from contextlib import closing
 
+import pytest
+from azure.ai.ml import command
 from prefect import flow
 from prefect.runtime import flow_run
 
-from tasks.jobs import CommandJobSpec, submit_job
+from tasks.jobs import CommandJobSpec, JobTimeoutError, submit_job, wait_for_job
 from tests.concurrency import meet_at_the_catalog
 
+ENV = "AzureML-sklearn-1.5@latest"
 RUNS_AT_ONCE = 4
 
 
 @flow
 def submit_only(spec: CommandJobSpec):
     return submit_job("local", spec)
+
+
+@flow
+def wait_only(job_name: str, timeout_seconds: float, cancel_timeout_seconds: float):
+    return wait_for_job("local", job_name, timeout_seconds=timeout_seconds, cancel_timeout_seconds=cancel_timeout_seconds)
 
 
 def mlflow_run_ids(ml_client) -> list[str]:
@@ -71,3 +83,26 @@ def test_a_retried_flow_run_with_refresh_reattaches_to_the_job_it_submitted(ml_c
     assert not job.reused  # the job is this flow run's own, from its first try
     assert [j.name for j in ml_client.jobs.list()] == [job.name]
     assert wait_for_status(ml_client, job.name, ("Completed", "Failed", "Canceled")) == "Completed"
+
+
+def test_a_timed_out_wait_whose_cancel_never_completes_returns_within_its_bound(ml_client, tmp_path):
+    job = ml_client.jobs.create_or_update(command(command="sleep 120", environment=ENV, experiment_name="stuck"))
+    wait_for_status(ml_client, job.name, ("Running",))
+    runner = ml_client._workspace.catalog.get_job(job.name)["pid"]
+    os.kill(runner, signal.SIGSTOP)  # a runner frozen: it cannot act on the cancel, which never completes
+    # without a bound the wait would hang for good: the test lets the runner go after a minute, and fails on the time
+    release = threading.Timer(60, os.kill, (runner, signal.SIGCONT))
+    release.start()
+    try:
+        started = time.monotonic()
+        state = wait_only(job.name, timeout_seconds=1, cancel_timeout_seconds=3, return_state=True)
+        elapsed = time.monotonic() - started
+    finally:
+        release.cancel()
+        os.kill(runner, signal.SIGCONT)
+    assert state.is_failed()
+    with pytest.raises(JobTimeoutError, match=rf"Job {job.name} was still Running after 1 s\..* still CancelRequested.*begin_cancel"):
+        state.result()
+    assert elapsed < 30, f"the wait took {elapsed:.0f} s"
+    # let go, the runner handles the cancel it was sent
+    assert wait_for_status(ml_client, job.name, ("Completed", "Failed", "Canceled")) == "Canceled"
