@@ -14,7 +14,7 @@ from prefect import flow
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client as prefect_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 from pydantic import ValidationError
 
 from flows.train import TrainParameters, train
