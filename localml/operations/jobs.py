@@ -39,7 +39,7 @@ from localml.pollers import WaitingPoller
 from localml.store import TERMINAL_STATUSES
 from localml.sweep import submit as sweep
 from localml.sweep.submit import stored_spec, sweep_settings, trial_template
-from localml.workspace import LocalWorkspace
+from localml.workspace import LocalWorkspace, contained
 
 # Azure's SDK hides its "experimental class" notices when it builds entities from the service's replies;
 # localml builds entities from stored specs, the same step, so it hides them too.
@@ -194,6 +194,7 @@ class JobOperations:
         record_outputs = {}
         for key, value in outputs.items():
             record_outputs[key], prepared.output_types[key] = output_uri(job.name, key, value)
+            self._workspace.resolve_uri(record_outputs[key])  # refused now if it leads outside its datastore
         prepared.environment_variables = {k: str(v) for k, v in (job.environment_variables or {}).items()}
         prepared.timeout = getattr(job.limits, "timeout", None) if job.limits else None
         job.inputs = spec_inputs
@@ -321,11 +322,12 @@ class JobOperations:
                 shutil.copytree(run_artifacts, target / "artifacts", dirs_exist_ok=True)
         for key in sorted(outputs) if all else [output_name] if output_name else []:
             source = self._workspace.resolve_uri(outputs[key])
+            folder = contained(target / "named-outputs", key, f"Output '{key}' of job '{name}' downloaded to")
             if source.is_dir():
-                shutil.copytree(source, target / "named-outputs" / key, dirs_exist_ok=True)
+                shutil.copytree(source, folder, dirs_exist_ok=True)
             elif source.exists():
-                (target / "named-outputs" / key).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target / "named-outputs" / key / source.name)
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, folder / source.name)
 
 
 def _print_new(path: Path, position: int) -> int:

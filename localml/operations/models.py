@@ -28,6 +28,7 @@ from localml.registry import (
     mlflow_stage,
     registry_number,
 )
+from localml.workspace import contained
 
 MODEL_TYPES = ("mlflow_model", "custom_model")
 #: How often a registration takes the next number again after MLflow handed that number out meanwhile.
@@ -90,7 +91,8 @@ class ModelOperations(VersionedAssetOperations):
     def download(self, name: str, version: str, download_path: str | Path = ".") -> None:
         """Copy the version's files to ``<download_path>/<name>/`` (a folder model keeps its folder's name), as Azure does."""
         stored = self._workspace.resolve_uri(self._get_record(name, str(version))["path"])
-        target = Path(download_path) / name
+        # a name from before names were checked, or imported from MLflow's registry, must not climb out either
+        target = contained(download_path, name, f"Model '{name}' downloaded to")
         if stored.is_dir():
             shutil.copytree(stored, target / stored.name, dirs_exist_ok=True)
         else:
