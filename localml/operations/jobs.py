@@ -22,6 +22,7 @@ from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
 from azure.ai.ml.exceptions import ErrorCategory, JobException
 from azure.core.exceptions import ResourceNotFoundError
 
+from amlkit import names
 from amlkit.placeholders import check_placeholders
 from amlkit.sweep.space import parameter_names
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
@@ -45,7 +46,6 @@ from localml.workspace import LocalWorkspace, contained
 # localml builds entities from stored specs, the same step, so it hides them too.
 logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
 
-_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,254}$")
 STREAM_POLL_SECONDS = 0.5
 
 
@@ -89,10 +89,9 @@ class JobOperations:
 
     def _submit(self, job: Job, parent: str | None = None) -> str:
         job.name = job.name or _generated_name()
-        if not _JOB_NAME.match(job.name):
-            raise LocalMLValidationError(
-                f"Job name '{job.name}' is invalid: use letters, digits, '-' and '_', starting with a letter or digit."
-            )
+        names.JOB.check(job.name)
+        # the experiment names a folder of the MLflow store (<root>/mlartifacts/<name>): checked before it is made
+        names.EXPERIMENT.check(job.experiment_name)
         if self._catalog.get_job(job.name) is not None:
             raise LocalMLValidationError(
                 f"A job named '{job.name}' already exists and job names are unique. "
@@ -356,8 +355,9 @@ def _environment_ref(environment) -> str:
 
 
 def _default_experiment() -> str:
-    """Azure names the experiment after the current folder when none is given."""
-    return re.sub(r"[^A-Za-z0-9_\-]", "_", Path.cwd().name) or "Default"
+    """Azure names the experiment after the current folder when none is given (made to follow the experiment rule)."""
+    name = re.sub(r"[^A-Za-z0-9_\-]", "_", Path.cwd().name).lstrip("_-")[: names.EXPERIMENT.max_length]
+    return name or "Default"
 
 
 def _generated_name() -> str:

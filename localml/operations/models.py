@@ -14,6 +14,7 @@ from pathlib import Path
 from azure.ai.ml.entities import Model
 from azure.core.exceptions import ResourceNotFoundError
 
+from amlkit import names
 from amlkit.references import JobArtifactPath, JobOutputPath, parse_azureml_uri
 from localml.errors import LocalMLValidationError
 from localml.operations._assets import (
@@ -44,6 +45,7 @@ class _NumberTaken(Exception):
 class ModelOperations(VersionedAssetOperations):
     kind = "model"
     title = "Model"
+    name_rule = names.MODEL
 
     def __init__(self, workspace):
         super().__init__(workspace)
@@ -56,6 +58,7 @@ class ModelOperations(VersionedAssetOperations):
         ``path`` may be a local file or folder, ``azureml://jobs/<job>/outputs/artifacts/paths/<dir>``,
         ``azureml://jobs/<job>/outputs/<output>`` or ``runs:/<run_id>/<path>``.
         """
+        self._check_name(model.name)  # before the files are copied in
         model_type = check_type(self.title, str(model.type or "custom_model"), MODEL_TYPES)
         source = str(model.path or "")
         if not source:
@@ -142,6 +145,7 @@ class ModelOperations(VersionedAssetOperations):
         from mlflow.exceptions import MlflowException
 
         try:
+            self._check_name(name)  # mlflow.register_model allows names Azure refuses
             found, files_uri = self._registry.read(name, version)
             with tempfile.TemporaryDirectory() as scratch:
                 files = self._files(files_uri, Path(scratch))
