@@ -36,6 +36,8 @@ from pydantic.fields import FieldInfo
 
 # offline by default: Prefect's server would otherwise try to send usage telemetry
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# the temporary server of a first run builds its database first: on a busy 2-core machine that outlasts Prefect's 20 s
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from flows.baseline import BaselineParameters, baseline
 from flows.monitor import MonitorParameters, monitor
@@ -166,6 +168,12 @@ def run_flow(name: str, options: dict[str, Any]) -> int:
         print(f"amlflows: {error}", file=sys.stderr)
         return 2
     flow_function, _ = FLOWS[name]
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:  # Prefect will start a temporary server for this run
+        from amlflows.guard import start_guard
+
+        start_guard()
     try:
         result = flow_function(params)
     except Exception as error:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -34,7 +34,8 @@ STOP_TIMEOUT = 10.0
 class Stack:
     prefect_port: int = 4200
     mlflow_port: int = 5000
-    localml_root: Path = Path(".localml")
+    #: localml's own choice (localml.client): $LOCALML_ROOT, else ./.localml
+    localml_root: Path = field(default_factory=lambda: Path(os.environ.get("LOCALML_ROOT") or ".localml"))
     #: pids, logs and the Prefect server's database
     state: Path = Path(".amlflows")
 

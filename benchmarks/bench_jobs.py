@@ -13,6 +13,10 @@ Then ``--sweep-rounds`` sweep jobs of 6 trials (random sampling, 2 at a time, no
 script that logs the primary metric with MLflow and, last, its own running time (from its process's
 start). A trial's overhead is its wall time (its MLflow run's start, at submission, to its end) minus
 the script's own time. Prints the median and the largest overhead per trial, and each sweep's wall time.
+
+Last, ``--rounds`` new workspaces, in alternation: MLflow's database made by MLflow itself (its chain of
+schema migrations, what every new workspace paid before) against localml's copy of MLflow's empty one,
+both in this process with MLflow already imported.
 """
 
 from __future__ import annotations
@@ -88,6 +92,35 @@ def run_sweep(ml_client, code: Path) -> tuple[float, list[float]]:
     return wall, overheads
 
 
+def time_new_store(scratch: Path, copied: bool) -> float:
+    from localml.tracking import Tracking, _make_empty_store
+
+    folder = Path(tempfile.mkdtemp(dir=scratch))
+    started = time.perf_counter()
+    if copied:
+        Tracking(folder)
+    else:
+        _make_empty_store(folder / "mlflow.db")
+    return time.perf_counter() - started
+
+
+def compare_new_stores(scratch: Path, rounds: int) -> None:
+    import mlflow  # noqa: F401  (both sides in a process that has it loaded, as the flows' process has)
+
+    from localml.tracking import empty_store
+
+    empty_store()
+    times: dict[str, list[float]] = {"mlflow": [], "copy": []}
+    for _ in range(rounds):
+        times["mlflow"].append(time_new_store(scratch, copied=False))
+        times["copy"].append(time_new_store(scratch, copied=True))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    print(
+        f"new workspace's MLflow database, median of {rounds}: made by MLflow={median['mlflow']:.3f}s  "
+        f"copied={median['copy']:.3f}s  ratio={median['mlflow'] / median['copy']:.0f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
@@ -124,6 +157,7 @@ def main() -> None:
                 f"sweep trial overhead (trial wall - script time), {len(overheads)} trials: "
                 f"median={statistics.median(overheads):.3f}s  max={max(overheads):.3f}s"
             )
+        compare_new_stores(Path(scratch), args.rounds)
 
 
 if __name__ == "__main__":

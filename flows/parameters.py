@@ -12,13 +12,25 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+from tasks.names import COMPUTE, DATA, EXPERIMENT, MODEL
+
+#: Fields that name something in the workspace, and the rule Azure holds that name to. Any flow's field of one of
+#: these names is checked with its parameters (at the command line, in the UI's form), so a name Azure or localml
+#: would refuse fails in well under a second, before the flow starts, not minutes into it.
+NAME_FIELDS = {"data_name": DATA, "model_name": MODEL, "experiment_name": EXPERIMENT, "compute": COMPUTE}
 
 
 class FlowParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     _validated: bool = PrivateAttr(default=False)
+
+    @field_validator(*NAME_FIELDS, check_fields=False)
+    @classmethod
+    def _follows_azure_naming(cls, value: str, info: ValidationInfo) -> str:
+        return NAME_FIELDS[info.field_name].check(value)
 
     @model_validator(mode="after")
     def _mark_validated(self) -> Self:

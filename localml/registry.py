@@ -78,8 +78,8 @@ class ModelRegistry:
 
     Every ``models.get`` looks here and every registration writes here, and importing MLflow takes seconds:
     plain SQL on the three tables (``registered_models``, ``model_versions``, ``model_version_tags``, as
-    MLflow 3.17 lays them out) keeps both instant. MLflow itself is loaded only to make its tables in a new
-    workspace and to read a version registered through it.
+    MLflow 3.17 lays them out) keeps both instant. MLflow itself is loaded only to read a version registered
+    through it.
     """
 
     def __init__(self, tracking: Tracking):
@@ -91,17 +91,10 @@ class ModelRegistry:
 
     def numbers(self, name: str | None = None) -> dict[tuple[str, str], bool]:
         """Every (name, version) MLflow holds, deleted ones too, each with whether it is ready to import."""
-        if not self._db.exists():
-            return {}
         query, args = "SELECT name, version, current_stage, status FROM model_versions", ()
         if name is not None:
             query, args = query + " WHERE name = ?", (name,)
-        try:
-            rows = self._read(query, args)
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):  # MLflow has not made its tables yet: it holds nothing
-                return {}
-            raise
+        rows = self._read(query, args)
         return {(n, str(v)): stage != DELETED_STAGE and status == "READY" for n, v, stage, status in rows}
 
     def claim(self, version: RegistryVersion) -> bool:
@@ -142,15 +135,10 @@ class ModelRegistry:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        if not self._has_tables():
-            self._tracking.registry_store  # MLflow makes its tables (and records their schema version) on first use
         with closing(sqlite3.connect(self._db, timeout=60, isolation_level=None)) as db:
             db.execute("PRAGMA foreign_keys = ON")
             with immediate_transaction(db):
                 yield db
-
-    def _has_tables(self) -> bool:
-        return self._db.exists() and bool(self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'model_versions'"))
 
     def _read(self, query: str, args: tuple = ()) -> list[tuple]:
         with self._reader_lock:

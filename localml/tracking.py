@@ -4,10 +4,11 @@ As on Azure, a job's MLflow run id is the job's name, so user code that logs to
 the active run (``MLFLOW_RUN_ID``) and the workspace that reads the job's
 metrics agree on one run without a lookup table.
 
-What every job does to its run (create it, store its artifacts, end it) is plain SQL on MLflow's
-``experiments``, ``runs`` and ``tags`` tables (as MLflow 3.17 lays them out) and file copies into its
-artifact folder: importing MLflow and opening its store takes seconds, longer than a small job.
-MLflow itself is loaded to make its tables and a new experiment, and for everything else.
+What every job does to its run (create it, store its artifacts, end it), and what a sweep reads and
+writes of its trials' runs, is plain SQL on MLflow's tables (as MLflow 3.17 lays them out) and file
+copies into its artifact folder: importing MLflow and opening its store takes seconds, longer than a
+small job. A new workspace's database is a copy of MLflow's own empty one (see ``empty_store``).
+MLflow itself is loaded for everything else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import os
 import shutil
 import sqlite3
 import time
+import uuid
 from contextlib import closing
+from importlib.metadata import version
 from pathlib import Path
 
 from localml.store import immediate_transaction
@@ -31,6 +34,31 @@ class Tracking:
         self.uri = f"sqlite:///{self.db_path}"
         self.artifact_root = self.root / "mlartifacts"
         self._client = None
+        if not self.db_path.exists():
+            self._create_store()
+
+    def _create_store(self) -> None:
+        """Give the workspace MLflow's database: a copy of an empty one, placed atomically.
+
+        Several processes may open a new workspace at once (two runs started together): each prepares
+        its own copy and the first link wins, so MLflow's migrations never run twice on one file.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = self.root / f".mlflow.db.{uuid.uuid4().hex}.partial"
+        try:
+            try:
+                shutil.copyfile(empty_store(), partial)
+            except OSError:  # no cache folder this user may write: MLflow makes this workspace's database itself
+                _make_empty_store(partial)
+            with closing(sqlite3.connect(partial, isolation_level=None)) as db:
+                # MLflow puts the Default experiment's artifacts under the working folder of whoever made the database
+                db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", ((self.artifact_root / "0").as_uri(),))
+            try:
+                os.link(partial, self.db_path)
+            except FileExistsError:
+                pass
+        finally:
+            partial.unlink(missing_ok=True)
 
     @property
     def client(self):
@@ -43,45 +71,28 @@ class Tracking:
         return self._client
 
     @property
-    def registry_store(self):
-        """The model registry's store (made on first use, with MLflow's tables if the database has none)."""
-        return self.client._get_registry_client().store
-
-    @property
     def ui_url(self) -> str:
         return os.environ.get("LOCALML_MLFLOW_UI", DEFAULT_UI_URL).rstrip("/")
 
     def experiment_id(self, name: str) -> str:
-        """The id of experiment ``name``, created with its artifacts under the workspace root."""
-        from_sql = self._active_experiment_id(name)
-        if from_sql is not None:
-            return from_sql
-        from mlflow.exceptions import MlflowException
+        """The id of experiment ``name``, created with its artifacts under the workspace root.
 
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        location = (self.artifact_root / name).resolve().as_uri()
-        try:
-            return self.client.create_experiment(name, artifact_location=location)
-        except MlflowException:
-            # another process created it between our lookup and our insert
-            return self.client.get_experiment_by_name(name).experiment_id
-
-    def _active_experiment_id(self, name: str) -> str | None:
-        """The id of an active experiment ``name``; None when there is none yet (or no MLflow tables)."""
-        if not self.db_path.exists():  # connecting would create an empty file
-            return None
-        try:
-            with closing(self._connect()) as db:
-                row = db.execute(
-                    "SELECT experiment_id FROM experiments WHERE name = ? AND lifecycle_stage = 'active'", (name,)
-                ).fetchone()
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):
-                return None
-            raise
-        return str(row[0]) if row else None
+        As on Azure, submitting a job to a deleted experiment's name brings the experiment back.
+        """
+        with closing(self._connect()) as db, immediate_transaction(db):
+            row = db.execute("SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?", (name,)).fetchone()
+            now = _millis(time.time())
+            if row is None:
+                location = (self.artifact_root / name).resolve().as_uri()
+                inserted = db.execute(
+                    "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) "
+                    "VALUES (?, ?, 'active', ?, ?)",
+                    (name, location, now, now),
+                )
+                return str(inserted.lastrowid)
+            if row[1] != "active":
+                db.execute("UPDATE experiments SET lifecycle_stage = 'active', last_update_time = ? WHERE experiment_id = ?", (now, row[0]))
+            return str(row[0])
 
     @classmethod
     def for_uri(cls, tracking_uri: str) -> "Tracking":
@@ -125,8 +136,6 @@ class Tracking:
 
     def artifact_dir(self, run_id: str) -> Path | None:
         """The folder of run ``run_id``'s artifacts (the store keeps them on this machine); None when there is no such run."""
-        if not self.db_path.exists():
-            return None
         with closing(self._connect()) as db:
             row = db.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
         return Path(row[0].removeprefix("file://")) if row else None
@@ -134,6 +143,40 @@ class Tracking:
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
         """Copy a folder into the run's artifacts under ``artifact_path``, as MLflow's local artifact store does."""
         shutil.copytree(local_dir, self.artifact_dir(run_id) / artifact_path, dirs_exist_ok=True)
+
+    # -- what a sweep reads and writes of its trials' runs ----------------------------------
+    def metric_values(self, run_id: str, key: str) -> list[float]:
+        """Every value of metric ``key`` the run logged, in step order."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT value FROM metrics WHERE run_uuid = ? AND key = ? ORDER BY step, timestamp", (run_id, key))
+            return [row[0] for row in rows]
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        """Add parameters the run has not logged (MLflow's parameters are write-once)."""
+        with closing(self._connect()) as db, immediate_transaction(db):
+            db.executemany(
+                "INSERT OR IGNORE INTO params (key, value, run_uuid) VALUES (?, ?, ?)",
+                [(key, str(value)[:8000], run_id) for key, value in params.items()],
+            )
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        with closing(self._connect()) as db, immediate_transaction(db):
+            db.execute(
+                "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?) ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value",
+                (key, value, run_id),
+            )
+
+    def log_metric(self, run_id: str, key: str, value: float) -> None:
+        """Log one value at step 0; it becomes the run's latest value of ``key``, as in MLflow."""
+        now = _millis(time.time())
+        with closing(self._connect()) as db, immediate_transaction(db):
+            db.execute("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, 0, 0)", (key, value, now, run_id))
+            db.execute(
+                "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, 0, 0, ?) "
+                "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, step = 0 "
+                "WHERE latest_metrics.step <= 0",
+                (key, value, now, run_id),
+            )
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
@@ -147,3 +190,29 @@ class Tracking:
 
 def _millis(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+def empty_store() -> Path:
+    """MLflow's empty database for the installed MLflow, made once per machine in the user's cache folder.
+
+    MLflow makes a new database by running its whole chain of schema migrations: 2-3 seconds, paid by
+    every new workspace (every test, and a user's first run). A copy costs milliseconds.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "localml"
+    template = cache / f"mlflow-{version('mlflow')}-empty.db"
+    if not template.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = cache / f".{template.name}.{uuid.uuid4().hex}.partial"
+        try:
+            _make_empty_store(partial)
+            os.replace(partial, template)  # two processes may build it at once: the copies are alike
+        finally:
+            partial.unlink(missing_ok=True)
+    return template
+
+
+def _make_empty_store(path: Path) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{path}", default_artifact_root=str(path.parent / "mlruns"))
+    store.engine.dispose()

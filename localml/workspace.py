@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -28,6 +29,23 @@ def _errors():
 DEFAULT_DATASTORE = "workspaceblobstore"
 
 
+def contained(base: str | Path, relative: str | Path, what: str) -> Path:
+    """``base / relative``, if it stays inside ``base``; else an error saying ``what`` leads out of it.
+
+    Every path localml derives from a name or a URI (datastore paths, job outputs, run artifacts, job folders) and
+    every download target goes through here, so no name or URI reads or writes outside its folder. The check is
+    lexical ('..' and absolute paths), not through symbolic links: what it guards is text a caller gave, and a link
+    a user made inside a folder of theirs is theirs to follow.
+    """
+    base = Path(os.path.normpath(Path(base).absolute()))
+    target = Path(os.path.normpath(base / relative))
+    if target != base and base not in target.parents:
+        raise _errors().LocalMLValidationError(
+            f"{what} '{relative}' leads outside {base}. Give a path inside it: relative, with no '..' that climbs above it."
+        )
+    return target
+
+
 class LocalWorkspace:
     def __init__(self, root: str | Path, name: str):
         self.root = Path(root).resolve()
@@ -39,10 +57,10 @@ class LocalWorkspace:
     def datastore_dir(self, datastore: str = DEFAULT_DATASTORE) -> Path:
         if datastore != DEFAULT_DATASTORE and self.catalog.get_resource("datastore", datastore) is None:
             raise _errors().not_found("Datastore", datastore, known=[DEFAULT_DATASTORE])
-        return self.root / "datastores" / datastore
+        return contained(self.root / "datastores", datastore, "Datastore")
 
     def job_dir(self, job_name: str) -> Path:
-        return self.root / "jobs" / job_name
+        return contained(self.root / "jobs", job_name, "Job name")
 
     def upload(self, local_path: str | Path) -> str:
         """Copy a local file or folder into the default datastore once per content, as Azure's LocalUpload does."""
@@ -72,9 +90,9 @@ class LocalWorkspace:
         """The local path behind a datastore URI, a job output URI, a ``runs:/`` URI or a local path."""
         parsed = parse_azureml_uri(uri)
         if isinstance(parsed, DatastorePath):
-            return self.datastore_dir(parsed.datastore) / parsed.path
+            return contained(self.datastore_dir(parsed.datastore), parsed.path, f"The path of '{uri}'")
         if isinstance(parsed, JobOutputPath):
-            return self.job_output_dir(parsed.job, parsed.output) / parsed.path
+            return contained(self.job_output_dir(parsed.job, parsed.output), parsed.path, f"The path of '{uri}'")
         if isinstance(parsed, JobArtifactPath):
             return self.run_artifact_path(parsed.job, parsed.path)
         if uri.startswith("runs:/"):
@@ -103,7 +121,7 @@ class LocalWorkspace:
         artifacts = self.tracking.artifact_dir(run_id)
         if artifacts is None:
             raise _errors().not_found("Job or run", run_id)
-        local = artifacts / path
+        local = contained(artifacts, path, f"Artifact path of run '{run_id}'")
         if local.exists():
             return local
         import mlflow.artifacts

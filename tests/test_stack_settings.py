@@ -1,6 +1,8 @@
 """Where `amlflows up` keeps the Prefect server's state, and what it says of it (no server started here: the
 e2e tests start one)."""
 
+from pathlib import Path
+
 from amlflows.stack import Stack
 
 
@@ -23,3 +25,12 @@ def test_a_database_the_user_names_is_shown_without_its_password(monkeypatch):
     stack = Stack()
     assert stack.database == "postgresql+asyncpg://team:***@db.internal:5432/prefect"
     assert "s3cret" not in stack.database and stack.env()["PREFECT_API_DATABASE_CONNECTION_URL"].endswith("/prefect")
+
+
+def test_the_stack_serves_the_workspace_localml_root_names(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOCALML_ROOT", str(tmp_path / "team-workspace"))
+    stack = Stack(state=tmp_path / "state")
+    assert stack.env()["LOCALML_ROOT"] == str((tmp_path / "team-workspace").resolve())
+    assert f"sqlite:///{(tmp_path / 'team-workspace' / 'mlflow.db').resolve()}" in stack.services()["mlflow-ui"]
+    monkeypatch.delenv("LOCALML_ROOT")
+    assert Stack().localml_root == Path(".localml")

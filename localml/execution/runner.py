@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from amlkit.placeholders import render_command
@@ -26,6 +27,45 @@ from localml.workspace import LocalWorkspace
 
 POLL_SECONDS = 0.2
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+#: What a job takes from this machine's environment: what a process needs to run at all, which Azure's platform
+#: gives every job too. The rest of the submitter's environment (its credentials above all) stays out, as on Azure,
+#: where a job sees its own environment_variables, the MLflow and AZUREML variables and what the platform sets.
+PLATFORM_VARIABLES = frozenset({
+    "PATH",  # to find bash, python and the tools a command names (the job's interpreter goes first)
+    "HOME",  # where libraries keep caches and settings (pip, matplotlib, joblib, huggingface)
+    "USER", "LOGNAME",  # who runs it: getpass.getuser(), and MLflow's run user
+    "LANG", "LANGUAGE",  # the locale (and every LC_* below): how text, the log included, is encoded
+    "TZ",  # the time zone of the timestamps a job writes
+    "TMPDIR", "TEMP", "TMP",  # the machine's scratch space, where tempfile writes
+    "SYSTEMROOT", "WINDIR", "COMSPEC", "PATHEXT",  # Windows: without them Python opens no socket and finds no cmd.exe
+})
+#: Names more variables a job may see (comma-separated), for what this machine needs and Azure's image would set:
+#: ``LOCALML_JOB_ENV_PASSTHROUGH=CUDA_VISIBLE_DEVICES,HTTPS_PROXY``. Test hooks such as LOCALML_FAULTS are not
+#: passed unless named: they fake Azure's replies to the submitter, and a sweep's or pipeline's driver (localml's
+#: stand-in for Azure's own services) would otherwise take the faults meant for the caller.
+PASSTHROUGH_VARIABLE = "LOCALML_JOB_ENV_PASSTHROUGH"
+#: localml's own programs run as jobs (the sweep, pipeline and AutoML drivers, the built-in RAI components): they
+#: import the localml that runs this runner, wherever it is installed, so runner and driver are the same code.
+_LOCALML_PROGRAM = re.compile(r"^\s*python\s+-m\s+localml\.")
+LOCALML_SOURCE = Path(__file__).resolve().parents[2]
+
+
+def passthrough_names(machine: Mapping[str, str]) -> list[str]:
+    return [name.strip() for name in machine.get(PASSTHROUGH_VARIABLE, "").split(",") if name.strip()]
+
+
+def job_environment(machine: Mapping[str, str], own: Mapping[str, str], platform: Mapping[str, str], command: str) -> dict[str, str]:
+    """The environment a job runs with: the platform's basics and the named passthrough variables from ``machine``,
+    then the job's own ``environment_variables``, then what the platform sets (MLflow, AZUREML, PATH)."""
+    inherited = {k: v for k, v in machine.items() if k in PLATFORM_VARIABLES or k.startswith("LC_")}
+    inherited.update({name: machine[name] for name in passthrough_names(machine) if name in machine})
+    if PASSTHROUGH_VARIABLE in machine:  # a job that starts jobs (a sweep's trials, a pipeline's nodes) passes them on
+        inherited[PASSTHROUGH_VARIABLE] = machine[PASSTHROUGH_VARIABLE]
+    env = {**inherited, **own, **platform}
+    if _LOCALML_PROGRAM.match(command):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(LOCALML_SOURCE), own.get("PYTHONPATH")]))
+    return env
 
 
 class JobRunner:
@@ -125,19 +165,18 @@ class JobRunner:
             self._log_line(f"[localml] warning: {warning}")
         command = render_command(prepared["command"], prepared["inputs"], outputs)
         interpreter = self._interpreter()
-        env = {**os.environ, **prepared["environment_variables"]}
-        env.update(
-            MLFLOW_TRACKING_URI=self.workspace.tracking.uri,
-            MLFLOW_RUN_ID=self.name,
-            MLFLOW_EXPERIMENT_ID=self.record["experiment_id"],
-            AZUREML_RUN_ID=self.name,
-            AZUREML_ARM_WORKSPACE_NAME=self.record["workspace_name"],
-            PYTHONUNBUFFERED="1",
-            PATH=f"{interpreter.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        )
+        platform = {
+            "MLFLOW_TRACKING_URI": self.workspace.tracking.uri,
+            "MLFLOW_RUN_ID": self.name,
+            "MLFLOW_EXPERIMENT_ID": self.record["experiment_id"],
+            "AZUREML_RUN_ID": self.name,
+            "AZUREML_ARM_WORKSPACE_NAME": self.record["workspace_name"],
+            "PYTHONUNBUFFERED": "1",
+            "PATH": f"{interpreter.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
         if self.record.get("environment_build"):
-            env["VIRTUAL_ENV"] = str(interpreter.parent.parent)
-        return command, workdir, env
+            platform["VIRTUAL_ENV"] = str(interpreter.parent.parent)
+        return command, workdir, job_environment(os.environ, prepared["environment_variables"], platform, command)
 
     def _interpreter(self) -> Path:
         """The job's Python: the current one for curated and image-only environments, else its built venv's."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from amlkit.names import NameRule
 from amlkit.references import parse_asset_reference
 from localml.errors import LocalMLValidationError, not_found
 from localml.workspace import LocalWorkspace
@@ -17,6 +18,7 @@ CATALOG_FIELDS = ("name", "version", "created_at", "archived")
 class VersionedAssetOperations:
     kind: str = ""
     title: str = ""
+    name_rule: NameRule  # Azure's rule for this kind's names (amlkit.names)
 
     def __init__(self, workspace: LocalWorkspace):
         self._workspace = workspace
@@ -24,6 +26,10 @@ class VersionedAssetOperations:
 
     def _to_entity(self, record: dict) -> Any:
         raise NotImplementedError
+
+    def _check_name(self, name: str | None) -> str:
+        """``name`` if it follows Azure's rule for this kind; called before anything is copied in or stored."""
+        return self.name_rule.check(name)
 
     # Hooks for an asset kind with a second home (models: the MLflow registry). _adding and _changed run inside
     # the catalog transaction that makes the change, so the second home sees changes in the catalog's order.
@@ -42,8 +48,7 @@ class VersionedAssetOperations:
         A version's content is immutable: registering the same content again returns it, other content is an
         error. Its description, tags and stage may change, as on Azure (get it, change them, create_or_update).
         """
-        if not name:
-            raise LocalMLValidationError(f"A {self.title} needs a name.")
+        self._check_name(name)
         if version is not None and not str(version).strip():
             raise LocalMLValidationError(f"{self.title} '{name}': version must not be empty; omit it to take the next number.")
         with self._catalog.transaction() as db:

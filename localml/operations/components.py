@@ -13,6 +13,7 @@ from pathlib import Path
 
 from azure.ai.ml.entities import CommandComponent, Component
 
+from amlkit import names
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError
 from localml.execution.command import upload_code
 from localml.operations._assets import VersionedAssetOperations
@@ -30,6 +31,7 @@ REGISTRY_COMPONENT = re.compile(
 
 class ComponentOperations(VersionedAssetOperations):
     title = "Component"
+    name_rule = names.COMPONENT
 
     def __init__(self, workspace: LocalWorkspace, registry_name: str | None = None):
         super().__init__(workspace)
@@ -47,6 +49,7 @@ class ComponentOperations(VersionedAssetOperations):
         name = spec.pop("name", None)
         if not name or name == ANONYMOUS:
             raise LocalMLValidationError("A component needs a name to be registered: set name in its YAML or pass name= to command().")
+        self._check_name(name)  # before its code is copied in
         result = component._validate()  # the SDK's own checks, as Azure's create_or_update makes them
         if not result.passed:
             problems = "; ".join(f"{field}: {message}" for field, message in result.error_messages.items())

@@ -6,6 +6,7 @@ from typing import Iterator
 
 from azure.ai.ml.entities import AmlCompute
 
+from amlkit import names
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
 from localml.pollers import DonePoller
 from localml.workspace import LocalWorkspace
@@ -25,6 +26,7 @@ class ComputeOperations:
             )
         if not compute.name or compute.name.lower() in LOCAL_COMPUTE_NAMES:
             raise LocalMLValidationError(f"'{compute.name}' cannot name a compute target; choose another name.")
+        names.COMPUTE.check(compute.name)
         max_instances = compute.max_instances or 1
         if max_instances < 1:
             raise LocalMLValidationError(f"Compute '{compute.name}': max_instances must be at least 1, got {max_instances}.")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from azure.ai.ml.entities import Data
 
+from amlkit import names
 from amlkit.mltable import MLTableError, load_mltable, read_mltable_spec
 from amlkit.references import parse_azureml_uri
 from localml.errors import LocalMLValidationError
@@ -21,9 +22,11 @@ DATA_TYPES = ("uri_file", "uri_folder", "mltable")
 class DataOperations(VersionedAssetOperations):
     kind = "data"
     title = "Data asset"
+    name_rule = names.DATA
 
     def create_or_update(self, data: Data) -> Data:
         """Register ``data``; a local path is copied in, so later edits of the source never change this version."""
+        self._check_name(data.name)  # before the path is copied in
         data_type = check_type(self.title, str(data.type), DATA_TYPES)
         path = self._stored_path(str(data.path or ""), data_type, data.name)
         record = {

@@ -18,6 +18,7 @@ import yaml
 from azure.ai.ml.entities import Environment
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from amlkit import names
 from amlkit.references import parse_asset_reference
 from localml.errors import LocalMLValidationError
 from localml.operations._assets import VersionedAssetOperations
@@ -38,6 +39,7 @@ def is_curated(name: str) -> bool:
 class EnvironmentOperations(VersionedAssetOperations):
     kind = "environment"
     title = "Environment"
+    name_rule = names.ENVIRONMENT
 
     def create_or_update(self, environment: Environment) -> Environment:
         conda = environment.conda_file

@@ -22,6 +22,7 @@ from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
 from azure.ai.ml.exceptions import ErrorCategory, JobException
 from azure.core.exceptions import ResourceNotFoundError
 
+from amlkit import names
 from amlkit.placeholders import check_placeholders
 from amlkit.sweep.space import parameter_names
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, already_exists, not_found
@@ -39,13 +40,12 @@ from localml.pollers import WaitingPoller
 from localml.store import TERMINAL_STATUSES
 from localml.sweep import submit as sweep
 from localml.sweep.submit import stored_spec, sweep_settings, trial_template
-from localml.workspace import LocalWorkspace
+from localml.workspace import LocalWorkspace, contained
 
 # Azure's SDK hides its "experimental class" notices when it builds entities from the service's replies;
 # localml builds entities from stored specs, the same step, so it hides them too.
 logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
 
-_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,254}$")
 STREAM_POLL_SECONDS = 0.5
 #: A job recorded this long ago with no runner's pid is taken for dead: its submitter was killed after writing the
 #: job's row and before starting the runner, or the runner died starting up. Alive, they record the pid within
@@ -95,10 +95,9 @@ class JobOperations:
 
     def _submit(self, job: Job, parent: str | None = None) -> str:
         job.name = job.name or _generated_name()
-        if not _JOB_NAME.match(job.name):
-            raise LocalMLValidationError(
-                f"Job name '{job.name}' is invalid: use letters, digits, '-' and '_', starting with a letter or digit."
-            )
+        names.JOB.check(job.name)
+        # the experiment names a folder of the MLflow store (<root>/mlartifacts/<name>): checked before it is made
+        names.EXPERIMENT.check(job.experiment_name)
         if self._catalog.get_job(job.name) is not None:  # an early answer, before any upload; insert_job decides
             raise _job_exists(job.name)
         spec, record = self._prepare(job)
@@ -217,6 +216,7 @@ class JobOperations:
         record_outputs = {}
         for key, value in outputs.items():
             record_outputs[key], prepared.output_types[key] = output_uri(job.name, key, value)
+            self._workspace.resolve_uri(record_outputs[key])  # refused now if it leads outside its datastore
         prepared.environment_variables = {k: str(v) for k, v in (job.environment_variables or {}).items()}
         prepared.timeout = getattr(job.limits, "timeout", None) if job.limits else None
         job.inputs = spec_inputs
@@ -368,11 +368,12 @@ class JobOperations:
                 shutil.copytree(run_artifacts, target / "artifacts", dirs_exist_ok=True)
         for key in sorted(outputs) if all else [output_name] if output_name else []:
             source = self._workspace.resolve_uri(outputs[key])
+            folder = contained(target / "named-outputs", key, f"Output '{key}' of job '{name}' downloaded to")
             if source.is_dir():
-                shutil.copytree(source, target / "named-outputs" / key, dirs_exist_ok=True)
+                shutil.copytree(source, folder, dirs_exist_ok=True)
             elif source.exists():
-                (target / "named-outputs" / key).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target / "named-outputs" / key / source.name)
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, folder / source.name)
 
 
 def _print_new(path: Path, position: int) -> int:
@@ -405,8 +406,9 @@ def _environment_ref(environment) -> str:
 
 
 def _default_experiment() -> str:
-    """Azure names the experiment after the current folder when none is given."""
-    return re.sub(r"[^A-Za-z0-9_\-]", "_", Path.cwd().name) or "Default"
+    """Azure names the experiment after the current folder when none is given (made to follow the experiment rule)."""
+    name = re.sub(r"[^A-Za-z0-9_\-]", "_", Path.cwd().name).lstrip("_-")[: names.EXPERIMENT.max_length]
+    return name or "Default"
 
 
 def _generated_name() -> str:

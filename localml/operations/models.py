@@ -14,6 +14,7 @@ from pathlib import Path
 from azure.ai.ml.entities import Model
 from azure.core.exceptions import ResourceNotFoundError
 
+from amlkit import names
 from amlkit.references import JobArtifactPath, JobOutputPath, parse_azureml_uri
 from localml.errors import LocalMLValidationError
 from localml.operations._assets import (
@@ -28,6 +29,7 @@ from localml.registry import (
     mlflow_stage,
     registry_number,
 )
+from localml.workspace import contained
 
 MODEL_TYPES = ("mlflow_model", "custom_model")
 #: How often a registration takes the next number again after MLflow handed that number out meanwhile.
@@ -43,6 +45,7 @@ class _NumberTaken(Exception):
 class ModelOperations(VersionedAssetOperations):
     kind = "model"
     title = "Model"
+    name_rule = names.MODEL
 
     def __init__(self, workspace):
         super().__init__(workspace)
@@ -55,6 +58,7 @@ class ModelOperations(VersionedAssetOperations):
         ``path`` may be a local file or folder, ``azureml://jobs/<job>/outputs/artifacts/paths/<dir>``,
         ``azureml://jobs/<job>/outputs/<output>`` or ``runs:/<run_id>/<path>``.
         """
+        self._check_name(model.name)  # before the files are copied in
         model_type = check_type(self.title, str(model.type or "custom_model"), MODEL_TYPES)
         source = str(model.path or "")
         if not source:
@@ -90,7 +94,8 @@ class ModelOperations(VersionedAssetOperations):
     def download(self, name: str, version: str, download_path: str | Path = ".") -> None:
         """Copy the version's files to ``<download_path>/<name>/`` (a folder model keeps its folder's name), as Azure does."""
         stored = self._workspace.resolve_uri(self._get_record(name, str(version))["path"])
-        target = Path(download_path) / name
+        # a name from before names were checked, or imported from MLflow's registry, must not climb out either
+        target = contained(download_path, name, f"Model '{name}' downloaded to")
         if stored.is_dir():
             shutil.copytree(stored, target / stored.name, dirs_exist_ok=True)
         else:
@@ -140,6 +145,7 @@ class ModelOperations(VersionedAssetOperations):
         from mlflow.exceptions import MlflowException
 
         try:
+            self._check_name(name)  # mlflow.register_model allows names Azure refuses
             found, files_uri = self._registry.read(name, version)
             with tempfile.TemporaryDirectory() as scratch:
                 files = self._files(files_uri, Path(scratch))

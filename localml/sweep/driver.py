@@ -60,7 +60,7 @@ class Sweep:
         self.deadline = time.time() + config["timeout"] if config["timeout"] else None
         self.trials: list[Trial] = []
         self.timed_out = False
-        self.tracking = self.client._workspace.tracking.client
+        self.tracking = self.client._workspace.tracking  # plain SQL on the store: loading MLflow costs seconds
         self.experiment_name = self.client.jobs.get(self.parent).experiment_name
 
     def run(self) -> None:
@@ -116,7 +116,7 @@ class Sweep:
             if not trial.running:
                 continue
             trial.status = self.client.jobs.get(trial.name).status
-            trial.values = [m.value for m in sorted(self.tracking.get_metric_history(trial.name, self.metric), key=lambda m: (m.step, m.timestamp))]
+            trial.values = self.tracking.metric_values(trial.name, self.metric)
             if not trial.running:
                 self._finish(trial)
         progress = [TrialProgress(t.name, t.values, t.running) for t in self.trials]
@@ -133,7 +133,7 @@ class Sweep:
         if trial.status == "Completed" and not trial.values:
             error = f"The trial never logged the primary metric '{self.metric}' with MLflow, so it cannot be compared."
             self.client._workspace.catalog.update_job(trial.name, status="Failed", error=error)
-            self.client._workspace.tracking.end_run(trial.name, "Failed")
+            self.tracking.end_run(trial.name, "Failed")
             trial.status = "Failed"
             self.study.tell(trial.study_trial, state=TrialState.FAIL)
             log(f"trial {trial.name} failed: {error}")
@@ -154,10 +154,7 @@ class Sweep:
 
     def _log_parameters(self, trial: Trial) -> None:
         # once the trial has ended: MLflow params are write-once, and the script may log the same ones itself
-        logged = self.tracking.get_run(trial.name).data.params
-        missing = {k: v for k, v in trial.parameters.items() if k not in logged}
-        if missing:
-            self.tracking.log_batch(trial.name, params=_params(missing))
+        self.tracking.log_params(trial.name, {k: str(v)[:500] for k, v in trial.parameters.items()})
 
     def _cancel_running(self, reason: str) -> None:
         for trial in self.trials:
@@ -181,12 +178,6 @@ class Sweep:
             "primary_metric": self.metric,
             "trials": rows,
         }
-
-
-def _params(parameters: dict):
-    from mlflow.entities import Param
-
-    return [Param(k, str(v)[:500]) for k, v in parameters.items()]
 
 
 def main(argv: list[str] | None = None) -> None:

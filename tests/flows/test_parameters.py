@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 
 import pytest
 from prefect.utilities.callables import parameter_schema
 
-from amlflows.cli import FLOWS, build_parser, flow_parameters
+from amlflows.cli import FLOWS, ParameterError, build_parser, flow_parameters, main
+from flows.parameters import NAME_FIELDS
 from tests.conftest import REPO
 
 #: Markdown in the UI drops anything that looks like an HTML tag, such as ``azureml:<name>:<version>``.
@@ -72,3 +74,34 @@ def test_a_scorecard_given_in_part_keeps_the_other_thresholds_of_the_gate():
     assert params.thresholds.max_fairness_gap is None
     assert params.thresholds.primary_metric_threshold == 0.85 and params.thresholds.max_worst_cohort_error_rate == 0.5
 
+
+
+#: A name Azure refuses for each name-like field, and how the refusal starts.
+BAD_NAMES = {
+    "data_name": ("../evil", "Data asset name '../evil' is not valid"),
+    "model_name": ("my model", "Model name 'my model' is not valid"),
+    "experiment_name": ("x" * 300, "Experiment name '" + "x" * 40 + "...' is not valid: it has 300 characters"),
+    "compute": ("bad name!", "Compute name 'bad name!' is not valid"),
+}
+NAMED = [(flow, field) for flow, (_, model) in FLOWS.items() for field in NAME_FIELDS if field in model.model_fields]
+
+
+def test_every_name_like_field_of_every_flow_has_a_bad_example_here():
+    assert set(BAD_NAMES) == set(NAME_FIELDS) and {field for _, field in NAMED} == set(NAME_FIELDS)
+
+
+@pytest.mark.parametrize("flow, field", NAMED)
+def test_a_name_azure_refuses_fails_in_the_parameter_model_in_under_a_second_with_the_rule(flow, field):
+    bad, refusal = BAD_NAMES[field]
+    started = time.perf_counter()
+    with pytest.raises(ParameterError) as refused:
+        command_line_parameters(flow, f"--{field.replace('_', '-')}", bad)
+    assert time.perf_counter() - started < 1.0
+    assert f"  - {field}: {refusal}" in str(refused.value) and "Azure ML allows" in str(refused.value)
+
+
+def test_the_command_line_refuses_a_bad_experiment_name_before_the_flow_starts_without_a_traceback(capsys):
+    assert main(["run", "train", "--experiment-name", "../../../escape-exp"]) == 2
+    err = capsys.readouterr().err
+    assert "experiment_name: Experiment name '../../../escape-exp' is not valid: it starts with '.'" in err
+    assert "Traceback" not in err and "train finished" not in err

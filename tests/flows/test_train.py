@@ -8,12 +8,13 @@ import time
 
 import mlflow.pyfunc
 import pandas as pd
+import psutil
 import pytest
 from prefect import flow
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client as prefect_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 from pydantic import ValidationError
 
 from flows.train import TrainParameters, train
@@ -102,13 +103,11 @@ def test_a_failing_script_fails_at_once_with_its_own_error(ml_client):
     assert job.status == "Failed"
 
 
-def test_a_killed_flow_restarted_reattaches_to_its_running_job(ml_client, workspace_root, tmp_path):
+def test_a_killed_flow_restarted_reattaches_to_its_running_job_and_leaves_no_prefect_server(ml_client, workspace_root, tmp_path):
     args = ["--script", str(SLOW_SCRIPT), "--data", str(SAMPLE), "--compute", "local", "--hyperparameters", "sleep_seconds=8"]
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": PREFECT_API_URL.value(),
-        "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
-    }
+    # as a user runs it: no PREFECT_API_URL, so the command starts a temporary Prefect server of its own
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_LOCAL_STORAGE_PATH=str(PREFECT_LOCAL_STORAGE_PATH.value()))
     process = subprocess.Popen(
         [sys.executable, "-m", "amlflows.cli", "run", "train", *args], cwd=REPO, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -119,11 +118,15 @@ def test_a_killed_flow_restarted_reattaches_to_its_running_job(ml_client, worksp
             assert process.poll() is None, "the flow process ended before its job ran"
             assert time.monotonic() < deadline, "the job never started running"
             time.sleep(0.5)
+        servers = [p for p in psutil.Process(process.pid).children() if "prefect.server.api.server" in " ".join(p.cmdline())]
+        assert servers, "the flow ran without a temporary Prefect server"
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
     [job] = ml_client.jobs.list()
     assert ml_client.jobs.get(job.name).status in ("Running", "Finalizing")  # the job outlives its flow
+    _, alive = psutil.wait_procs(servers, timeout=30)
+    assert alive == [], "the killed run's temporary Prefect server still runs"
 
     result = train(TrainParameters(script=str(SLOW_SCRIPT), data=str(SAMPLE), compute="local", hyperparameters={"sleep_seconds": 8}))
     assert result.reused and result.job_name == job.name and result.status == "Completed"

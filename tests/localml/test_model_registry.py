@@ -177,6 +177,14 @@ def test_a_version_mlflow_cannot_import_is_skipped_without_breaking_reads(ml_cli
     assert "gone:1" in caplog.text and "cannot be imported" in caplog.text
 
 
+def test_a_version_mlflow_registered_under_a_name_azure_refuses_stays_out_of_the_workspace(ml_client, mlflow_client, tmp_path, caplog):
+    # MLflow's registry takes names Azure refuses; a download of one would write wherever its name points
+    mlflow_client.create_registered_model("my model")
+    mlflow_client.create_model_version("my model", source=str(folder(tmp_path / "w", **{"w.bin": "1"})))
+    assert list(ml_client.models.list()) == []
+    assert "my model:1" in caplog.text and "Model name 'my model' is not valid" in caplog.text
+
+
 def test_registrations_through_both_doors_at_once_never_share_a_number(ml_client, mlflow_client, tmp_path):
     """Each door numbers max + 1 on its own; the claim in MLflow decides, so every number names one model on both sides."""
     mlflow_client.create_registered_model("race")
