@@ -1,13 +1,14 @@
 # Two commands on a fresh machine (Python 3.11+ and pip only):
 #   make demo   set up .venv and run the baseline flow (AutoML) on the bundled diabetes sample, on localml
 #   make test   set up .venv (and Chromium, which checks the RAI dashboard renders) and run the test suite
-#   make e2e    the end-to-end tests: the local stack through the Prefect UI in Chromium, schedules, events (CI runs both)
+#   make test-slow  the slow tests: AutoML searches, whole RAI reviews, long sweeps, a killed flow re-run (CI runs them)
+#   make e2e    the end-to-end tests: the local stack through the Prefect UI in Chromium, schedules, events (CI runs them)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test e2e bench clean chromium
+.PHONY: setup demo test test-slow e2e bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,9 @@ chromium:
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+test-slow: $(STAMP) chromium
+	$(BIN)/python -m pytest -m slow
 
 e2e: $(STAMP) chromium
 	$(BIN)/python -m pytest -m e2e

@@ -88,6 +88,7 @@ def weak_model(workspace_root, weak_files):
     return f"azureml:{model.name}:{model.version}", folders
 
 
+@pytest.mark.slow
 def test_a_weak_model_fails_the_gate_with_reasons_naming_the_thresholds(weak_model, tmp_path):
     model, data = weak_model
     result = rai_review(params(

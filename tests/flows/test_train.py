@@ -103,6 +103,7 @@ def test_a_failing_script_fails_at_once_with_its_own_error(ml_client):
     assert job.status == "Failed"
 
 
+@pytest.mark.slow
 def test_a_killed_flow_restarted_reattaches_to_its_running_job_and_leaves_no_prefect_server(ml_client, workspace_root, tmp_path):
     args = ["--script", str(SLOW_SCRIPT), "--data", str(SAMPLE), "--compute", "local", "--hyperparameters", "sleep_seconds=8"]
     # as a user runs it: no PREFECT_API_URL, so the command starts a temporary Prefect server of its own

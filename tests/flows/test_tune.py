@@ -30,6 +30,7 @@ def quick_params(**overrides) -> TuneParameters:
     return TuneParameters(**{**values, **overrides})
 
 
+@pytest.mark.slow
 def test_tune_registers_the_best_trials_model_and_a_rerun_trains_nothing(ml_client):
     first = tune(quick_params())
     assert first.status == "Completed" and not first.reused

@@ -68,6 +68,7 @@ def wait(ml_client, name: str) -> str:
     return status
 
 
+@pytest.mark.slow
 def test_an_azure_style_dsl_rai_pipeline_runs_and_gathers_its_insights(workspace, tmp_path):
     ml_client, registry, model, inputs = workspace
     job = ml_client.jobs.create_or_update(rai_pipeline(registry, model)(target_column_name=TARGET, **inputs))

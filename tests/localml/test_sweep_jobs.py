@@ -178,6 +178,7 @@ def test_each_trial_writes_its_own_named_outputs(ml_client, trial_code, helpers)
     assert written[parent.properties["best_child_run_id"]] == "0.5"
 
 
+@pytest.mark.slow
 def test_random_and_sobol_honour_max_total_trials_and_sobol_repeats_its_configurations(ml_client, trial_code, helpers):
     space = {"x": Uniform(min_value=0, max_value=1), "y": Choice(values=[0.2, 0.5, 0.7, 0.9])}
     names = {}
@@ -200,6 +201,7 @@ def test_random_and_sobol_honour_max_total_trials_and_sobol_repeats_its_configur
     assert len({p["x"] for p in configurations["sobol-a"]}) == 2
 
 
+@pytest.mark.slow
 def test_a_bayesian_sweep_learns_from_its_trials_and_nears_the_optimum(ml_client, trial_code, helpers):
     # one trial at a time: each configuration then follows from all earlier results, and with localml's
     # default seed the sweep is reproducible (concurrent tells arrive in timing order). Random sampling
