@@ -18,7 +18,7 @@ Where the rules come from:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from amlkit.errors import SpecError
 
@@ -110,12 +110,5 @@ EXPERIMENT = NameRule(
     min_length=1,
     max_length=255,
 )
-JOB = NameRule(
-    kind="Job",
-    allowed=r"A-Za-z0-9_\-",
-    allowed_text="letters, digits, '_' and '-'",
-    first="A-Za-z0-9",
-    first_text="a letter or digit",
-    min_length=1,
-    max_length=255,
-)
+#: a job's name follows the experiment's rule (both name folders and runs of the MLflow store)
+JOB = replace(EXPERIMENT, kind="Job")

@@ -43,11 +43,16 @@ def wait_for_status(ml_client, name: str, statuses: tuple[str, ...], timeout: fl
     return status
 
 
-def test_identical_runs_at_once_get_one_job_and_all_but_its_submitter_reattach(ml_client, tmp_path):
+@pytest.fixture
+def hello_code(tmp_path):
     code = tmp_path / "src"
     code.mkdir()
     (code / "hello.py").write_text("print('hello')\n")
-    spec = CommandJobSpec(code=str(code), command="python hello.py", experiment_name="at-once")
+    return code
+
+
+def test_identical_runs_at_once_get_one_job_and_all_but_its_submitter_reattach(ml_client, hello_code):
+    spec = CommandJobSpec(code=str(hello_code), command="python hello.py", experiment_name="at-once")
     # the experiment exists already, as in a used workspace: a fresh MLflow store's own setup is not what this checks
     ml_client._workspace.tracking.experiment_id("at-once")
     # a flow run each, as `amlflows run train & amlflows run train & ...` would start
@@ -72,11 +77,8 @@ def submit_with_refresh_then_fail_once(spec: CommandJobSpec):
     return job
 
 
-def test_a_retried_flow_run_with_refresh_reattaches_to_the_job_it_submitted(ml_client, tmp_path):
-    code = tmp_path / "src"
-    code.mkdir()
-    (code / "hello.py").write_text("print('hello')\n")
-    spec = CommandJobSpec(code=str(code), command="python hello.py", experiment_name="refresh-retry")
+def test_a_retried_flow_run_with_refresh_reattaches_to_the_job_it_submitted(ml_client, hello_code):
+    spec = CommandJobSpec(code=str(hello_code), command="python hello.py", experiment_name="refresh-retry")
     state = submit_with_refresh_then_fail_once(spec, return_state=True)
     assert state.is_completed(), state.message
     job = state.result()
