@@ -68,16 +68,30 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _parse_setting(text: str) -> Any:
-    """A nested setting: a JSON object, or ``none`` to turn it off."""
-    if text.strip().lower() in ("none", "null"):
-        return _NONE
-    value = _parse_value(text)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(
-            f"expected a JSON object such as '{{\"type\": \"bandit\", \"slack_factor\": 0.1}}', or 'none'; got {text!r}"
-        )
-    return value
+def _setting_parser(field: FieldInfo, setting: type) -> Callable[[str], Any]:
+    """The parser of a nested setting's option: a JSON object, or ``none`` to turn it off. Its messages show this
+    setting's own form (its default, else its keys), so a malformed value is answered with what to write."""
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):
+        form = f"a JSON object such as '{json.dumps(default.model_dump(mode='json', exclude_none=True))}'"
+    else:
+        keys = setting.model_fields if issubclass(setting, BaseModel) else [f.name for f in dataclasses.fields(setting)]
+        form = f"a JSON object with keys among {', '.join(keys)}"
+
+    def parse(text: str) -> Any:
+        if text.strip().lower() in ("none", "null"):
+            return _NONE
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not valid JSON ({error.msg} at character {error.pos}); write {form}, or 'none'"
+            ) from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"expected {form}, or 'none'; got {text!r}")
+        return value
+
+    return parse
 
 
 def _parse_mapping(items: list[str]) -> dict[str, Any]:
@@ -86,7 +100,13 @@ def _parse_mapping(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{item}'")
-        mapping[key] = _parse_value(value)
+        if value.lstrip().startswith(("{", "[")):  # meant as JSON: say so when it is not valid JSON
+            try:
+                mapping[key] = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise argparse.ArgumentTypeError(f"the value of {key} is not valid JSON ({error.msg} at character {error.pos}): {value!r}") from None
+        else:
+            mapping[key] = _parse_value(value)
     return mapping
 
 
@@ -105,7 +125,7 @@ def _add_field_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
         elif typing.get_origin(annotation) is dict:
             parser.add_argument(flag, dest=name, nargs="+", metavar="KEY=VALUE", default=None, help=help_text)
         elif isinstance(annotation, type) and (issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)):
-            parser.add_argument(flag, dest=name, type=_parse_setting, metavar="JSON", default=None, help=help_text)
+            parser.add_argument(flag, dest=name, type=_setting_parser(field, annotation), metavar="JSON", default=None, help=help_text)
         elif typing.get_origin(annotation) is Literal:
             parser.add_argument(flag, dest=name, choices=typing.get_args(annotation), default=None, help=help_text)
         else:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from prefect import flow
 from pydantic import BaseModel, Field, model_validator
@@ -14,7 +14,7 @@ from flows.train import Hyperparameter, TrainParameters, start_job
 from tasks.jobs import wait_for_job
 from tasks.models import ModelSpec, register_model
 from tasks.reports import publish_sweep_report
-from tasks.sweep import EarlyTerminationSpec, SweepJobSpec, sweep_trials
+from tasks.sweep import EarlyTerminationSpec, SweepJobSpec, check_search_space, sweep_trials
 
 #: Minutes the wait allows beyond the sweep's own timeout (start-up, the last trial finishing).
 WAIT_GRACE_MINUTES = 5
@@ -58,6 +58,17 @@ class TuneParameters(TrainParameters):
             both = sorted(set(values.get("search_space") or {}) & set(values.get("hyperparameters") or {}))
             if both:
                 raise ValueError(f"{', '.join(both)} is both fixed (hyperparameters) and tuned (search_space): keep it in one of them.")
+        return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_search_space(cls, values: Any) -> Any:
+        # before the script's options are checked against an example value of each range: a range with no
+        # values has none, and the message must be about the range
+        field = cls.model_fields["sampling_algorithm"]
+        sampling = values.get("sampling_algorithm", field.default) if isinstance(values, dict) else None
+        if sampling in get_args(field.annotation) and isinstance(values.get("search_space"), dict):  # else the fields' own checks speak
+            check_search_space(values["search_space"], sampling)
         return values
 
     def script_inputs(self) -> dict[str, Hyperparameter]:

@@ -81,7 +81,7 @@ class SweepJobSpec(JobSpec):
 
     @model_validator(mode="after")
     def _check(self) -> "SweepJobSpec":
-        SearchSpace(self.search_space, self.sampling_algorithm)  # empty, malformed or unsuited to the sampling
+        check_search_space(self.search_space, self.sampling_algorithm)
         if self.seed is not None and self.sampling_algorithm not in ("random", "sobol"):
             raise ValueError(f"Azure's {self.sampling_algorithm} sampling takes no seed; leave seed empty or use random / sobol.")
         if self.early_termination is not None:
@@ -134,6 +134,19 @@ class SweepJobSpec(JobSpec):
         if self.sampling_algorithm == "random" and self.seed is not None:
             return RandomSamplingAlgorithm(seed=self.seed)
         return self.sampling_algorithm
+
+
+def check_search_space(search_space: dict[str, Any], sampling_algorithm: str) -> None:
+    """Raise ValueError, saying what to fix, when the space is empty, malformed or unsuited to the sampling.
+
+    Needs no workspace, so a parameter model can refuse a bad space before its flow starts.
+
+    Example:
+        ```python
+        check_search_space({"learning_rate": {"type": "choice", "values": []}}, "random")   # ValueError
+        ```
+    """
+    SearchSpace(search_space, sampling_algorithm)
 
 
 def search_expression(spec: Any) -> Any:

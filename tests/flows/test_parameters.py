@@ -105,3 +105,27 @@ def test_the_command_line_refuses_a_bad_experiment_name_before_the_flow_starts_w
     err = capsys.readouterr().err
     assert "experiment_name: Experiment name '../../../escape-exp' is not valid: it starts with '.'" in err
     assert "Traceback" not in err and "train finished" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["tune", "--search-space", 'learning_rate={"type": "choice", "values": []}'], "search_space parameter 'learning_rate' (choice) has no values"),
+        (["tune", "--search-space", 'learning_rate={"type": choice}'], "the value of learning_rate is not valid JSON"),
+        (["rai_review", "--thresholds", "{bad"], "'{bad' is not valid JSON (Expecting property name"),
+        (["rai_review", "--thresholds", "[0.9]"], "expected a JSON object such as '{\"primary_metric\": \"AUC_weighted\""),
+        (["tune", "--early-termination", "{x"], "write a JSON object such as '{\"type\": \"bandit\""),
+    ],
+    ids=["empty-choice", "malformed-range", "malformed-thresholds", "thresholds-not-an-object", "malformed-policy"],
+)
+def test_a_malformed_option_is_refused_at_the_command_line_with_what_to_write(argv, message, capsys):
+    try:
+        code = main(["run", *argv])
+    except SystemExit as exit:  # argparse's own refusal
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert "got 'value'" not in err
+    if argv[1] == "--thresholds":  # the thresholds' own form, not another setting's
+        assert "bandit" not in err
