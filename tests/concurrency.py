@@ -19,9 +19,19 @@ from pathlib import Path
 MEETING_TIMEOUT_SECONDS = 40.0
 
 
-def meet_at_the_catalog(catalog_path: Path, calls: list[Callable[[], object]]) -> list[object]:
+#: How long the calls may take to come near the catalog, when the caller says when they have (``after``).
+STARTING_TIMEOUT_SECONDS = 600.0
+
+
+def meet_at_the_catalog(
+    catalog_path: Path, calls: list[Callable[[], object]], after: threading.Event | None = None
+) -> list[object]:
     """Run each call on a thread of its own, let them go once all wait for the catalog's write lock, and return
-    what each returned or raised."""
+    what each returned or raised.
+
+    ``after``, when given, is set by the calls once all of them are about to reach the catalog: the time to meet
+    there counts from then, so a slow start (a flow run's, say) is not taken for a submitter that never came.
+    """
     outcomes: list[object] = [None] * len(calls)
 
     def run(index: int) -> None:
@@ -35,7 +45,7 @@ def meet_at_the_catalog(catalog_path: Path, calls: list[Callable[[], object]]) -
         db.execute("BEGIN IMMEDIATE")
         for thread in threads:
             thread.start()
-        met = _wait_until_waiting(len(calls))
+        met = (after is None or after.wait(STARTING_TIMEOUT_SECONDS)) and _wait_until_waiting(len(calls))
         db.execute("ROLLBACK")
     for thread in threads:
         thread.join()
