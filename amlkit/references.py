@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ASSET_REF = re.compile(r"^(?:azureml:)?(?P<name>[A-Za-z0-9_.\-]+)(?::(?P<version>[A-Za-z0-9_.\-]+)|@(?P<label>[A-Za-z0-9_\-]+))$")
+_ASSET_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?::(?P<version>[A-Za-z0-9_.\-]+)|@(?P<label>[A-Za-z0-9_\-]+))$")
 _DATASTORE_URI = re.compile(r"^azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+/)?datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$", re.IGNORECASE)
 _JOB_ARTIFACT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/artifacts/paths/(?P<path>.*)$")
 _JOB_OUTPUT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)/?(?P<path>.*)$")
@@ -23,9 +23,11 @@ class AssetReference:
 
 def parse_asset_reference(value: str, *, require_prefix: bool = True) -> AssetReference | None:
     """``azureml:name:version`` or ``azureml:name@label`` as a reference; None for anything else."""
-    if (require_prefix and not value.startswith("azureml:")) or value.startswith("azureml://"):
+    body = value.removeprefix("azureml:")
+    if (require_prefix and body == value) or value.startswith("azureml://"):
         return None
-    match = _ASSET_REF.match(value)
+    # the prefix is taken off first: matched as optional, it would read "azureml:x" as version x of "azureml"
+    match = _ASSET_REF.match(body)
     if not match:
         return None
     return AssetReference(match["name"], match["version"], match["label"])

@@ -10,11 +10,11 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from flows.parameters import FlowParameters
-from tasks.data import resolve_data
+from flows.parameters import FlowParameters, reference_check
+from tasks.data import check_data_reference, resolve_data
 from tasks.drift import detect_drift, drift_event_payload
 from tasks.events import emit_drift_event
-from tasks.models import resolve_model
+from tasks.models import check_model_reference, resolve_model
 from tasks.reports import publish_drift_report
 
 #: The tag the baseline, train and tune flows put on a model version: the data it was trained on.
@@ -34,6 +34,9 @@ class MonitorParameters(FlowParameters):
     p_value: float = Field(0.05, gt=0, lt=1, description="A feature's test rejects below this p-value")
     psi_threshold: float = Field(0.1, gt=0, description="A feature's PSI must reach this for it to drift (0.1: a moderate shift)")
     drift_share_threshold: float = Field(0.1, gt=0, le=1, description="The event is emitted when this share of the features drift")
+
+    _model_is_a_reference = reference_check(check_model_reference, "model")
+    _data_are_references = reference_check(check_data_reference, "data", "reference_data")
 
 
 class MonitorResult(BaseModel):

@@ -10,7 +10,8 @@ the command line.
 
 from __future__ import annotations
 
-from typing import Self
+from collections.abc import Callable
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationInfo, field_validator, model_validator
 
@@ -20,6 +21,19 @@ from tasks.names import COMPUTE, DATA, EXPERIMENT, MODEL
 #: these names is checked with its parameters (at the command line, in the UI's form), so a name Azure or localml
 #: would refuse fails in well under a second, before the flow starts, not minutes into it.
 NAME_FIELDS = {"data_name": DATA, "model_name": MODEL, "experiment_name": EXPERIMENT, "compute": COMPUTE}
+
+
+def reference_check(check: Callable[[str], object], *fields: str) -> Any:
+    """A validator of fields that hold an asset reference (``azureml:NAME:VERSION``): its form needs no workspace,
+    so ``--model diabetes`` is refused at the command line, with the forms it may take, not seconds into the flow.
+    Whether the asset exists is the flow's to find out."""
+
+    def _is_a_reference(cls, value: str | None) -> str | None:
+        if value is not None:
+            check(value)
+        return value
+
+    return field_validator(*fields)(_is_a_reference)
 
 
 class FlowParameters(BaseModel):

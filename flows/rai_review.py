@@ -19,12 +19,12 @@ from typing import Literal
 from prefect import flow
 from pydantic import BaseModel, Field, model_validator
 
-from flows.parameters import FlowParameters
+from flows.parameters import FlowParameters, reference_check
 from tasks.compute import ComputeSpec, cluster_name, ensure_compute
 from tasks.data import DataSpec, register_data
 from tasks.evaluation import metric_names
 from tasks.jobs import InputSpec, submit_job, wait_for_job
-from tasks.models import resolve_model, tag_model_version
+from tasks.models import check_model_reference, resolve_model, tag_model_version
 from tasks.rai import (
     GATHERED_FILE,
     INSIGHTS,
@@ -71,6 +71,8 @@ class RAIReviewParameters(FlowParameters):
     output_folder: str = Field("rai_reviews", description="Where the dashboard is downloaded, a folder per review")
     timeout_minutes: float = Field(30, gt=0, description="The review pipeline is canceled if it runs longer")
     refresh: bool = Field(False, description="Review again even if an identical review already ran")
+
+    _model_is_a_reference = reference_check(check_model_reference, "model")
 
     @model_validator(mode="after")
     def _check(self) -> "RAIReviewParameters":

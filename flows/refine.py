@@ -19,7 +19,7 @@ from tasks.automl import GeneratedCode, automl_job_of, generated_training_code
 from tasks.environments import EnvironmentSpec, check_conda_file, is_conda_file, register_environment
 from tasks.evaluation import ModelComparison, RegistrationRule, RunArtifact, compare_models, registration_decision
 from tasks.jobs import InputSpec, job_metrics, wait_for_job
-from tasks.models import ModelSpec, register_model
+from tasks.models import ModelSpec, check_model_reference, register_model
 from tasks.reports import publish_refine_report
 from tasks.scripts import check_arguments
 
@@ -58,6 +58,8 @@ class RefineParameters(FlowParameters):
 
     @model_validator(mode="after")
     def _check(self) -> "RefineParameters":
+        if self.baseline.startswith("azureml:"):
+            check_model_reference(self.baseline)
         if self.script is not None:
             if not Path(self.script).is_file():
                 raise ValueError(f"Script '{self.script}' not found (looked in {Path.cwd()}). Give your edited copy of the generated script.")
@@ -93,6 +95,8 @@ def refine(params: RefineParameters = RefineParameters.defaults()) -> RefineResu
     workspace = params.workspace
     automl_job = automl_job_of(workspace, params.baseline)
     code = generated_training_code(workspace, automl_job, params.code_folder, keep_edited=params.script is not None)
+    # the generated script's options are known only now; your edited copy's were checked with the parameters
+    check_arguments(params.script or code.script, params.hyperparameters)
     training = _training_parameters(params, code, _environment(params, code))
     _, job = start_job(training)
     result = wait_for_job(workspace, job.name, timeout_seconds=params.timeout_minutes * 60)

@@ -18,10 +18,10 @@ from prefect import flow
 from pydantic import Field, model_validator
 
 from flows.baseline import BaselineParameters, baseline
-from flows.parameters import FlowParameters
+from flows.parameters import FlowParameters, reference_check
 from flows.rai_review import RAIReviewParameters, RAIReviewResult, rai_review
 from flows.tune import TuneParameters, tune
-from tasks.data import resolve_data
+from tasks.data import check_data_reference, resolve_data
 from tasks.evaluation import RetrainResult, best_candidate, promotion_decision
 from tasks.models import ModelRef, find_champion, promote_model, resolve_model, tag_model_version
 from tasks.rai import INSIGHTS, Insight, ScorecardThresholds, review_score
@@ -48,6 +48,8 @@ class RetrainParameters(FlowParameters):
     thresholds: ScorecardThresholds = Field(ScorecardThresholds(), description="The review's gate (the scorecard)")
     compute: str = Field("cpu-cluster", description="Compute cluster (created if missing); 'local' for none")
     experiment_name: str = Field("diabetes-retrain", description="MLflow / Azure ML experiment of the AutoML job")
+
+    _data_is_a_reference = reference_check(check_data_reference, "data")
 
     @model_validator(mode="after")
     def _check(self) -> "RetrainParameters":

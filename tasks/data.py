@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
 from amlkit.hashing import content_hash
-from amlkit.references import is_local_path, parse_asset_reference
+from amlkit.references import AssetReference, is_local_path, parse_asset_reference
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, is_local_client
 
@@ -89,12 +89,25 @@ def resolve_data(workspace: str, reference: str) -> DataRef:
     return _asset_version(get_client(workspace), reference)
 
 
-def _asset_version(client: Any, reference: str) -> DataRef:
-    from azure.core.exceptions import ResourceNotFoundError
+def check_data_reference(reference: str) -> AssetReference:
+    """The data version a reference names, read without a workspace; a ValueError that shows its forms otherwise.
 
+    Example:
+        ```python
+        check_data_reference("azureml:diabetes@latest")   # AssetReference("diabetes", label="latest")
+        check_data_reference("diabetes:2")   # ValueError: ... use azureml:<name>:<version> or azureml:<name>@latest.
+        ```
+    """
     parsed = parse_asset_reference(reference)
     if parsed is None:
         raise ValueError(f"'{reference}' is not a data asset reference: use azureml:<name>:<version> or azureml:<name>@latest.")
+    return parsed
+
+
+def _asset_version(client: Any, reference: str) -> DataRef:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    parsed = check_data_reference(reference)
     try:
         asset = client.data.get(parsed.name, version=parsed.version, label=parsed.label)
     except ResourceNotFoundError as error:

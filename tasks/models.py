@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
 from amlkit.hashing import content_hash
-from amlkit.references import is_local_path, parse_asset_reference
+from amlkit.references import AssetReference, is_local_path, parse_asset_reference
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, workspace_identity
 
@@ -82,6 +82,23 @@ def register_model(workspace: str, spec: ModelSpec) -> ModelRef:
     return ModelRef(name=model.name, version=model.version, type=spec.type, job_name=getattr(model, "job_name", None))
 
 
+def check_model_reference(reference: str) -> AssetReference:
+    """The model a reference names, read without a workspace; a ValueError that shows the forms it may take otherwise.
+
+    Example:
+        ```python
+        check_model_reference("azureml:diabetes-baseline@champion")   # AssetReference("diabetes-baseline", label="champion")
+        check_model_reference("diabetes-baseline")   # ValueError: ... use azureml:<name>:<version>, ...
+        ```
+    """
+    parsed = parse_asset_reference(reference, require_prefix=False)
+    if parsed is None:
+        raise ValueError(
+            f"'{reference}' is not a model reference: use azureml:<name>:<version>, azureml:<name>@latest or azureml:<name>@{CHAMPION}."
+        )
+    return parsed
+
+
 @task(name="resolve_model", **TRANSIENT_RETRIES)
 def resolve_model(workspace: str, reference: str) -> ModelRef:
     """The registered version ``azureml:<name>:<version>`` or ``azureml:<name>@latest`` names now.
@@ -93,11 +110,7 @@ def resolve_model(workspace: str, reference: str) -> ModelRef:
         resolve_model("local", "azureml:diabetes-baseline@champion")   # the version tagged champion=true
         ```
     """
-    parsed = parse_asset_reference(reference, require_prefix=False)
-    if parsed is None:
-        raise ValueError(
-            f"'{reference}' is not a model reference: use azureml:<name>:<version>, azureml:<name>@latest or azureml:<name>@{CHAMPION}."
-        )
+    parsed = check_model_reference(reference)
     client = get_client(workspace)
     try:
         if parsed.label == CHAMPION:

@@ -11,6 +11,7 @@ import math
 import statistics
 
 import optuna
+import pytest
 
 from amlkit.sweep.bayesian import GaussianProcessSampler
 from amlkit.sweep.space import SearchSpace, make_sampler
@@ -47,6 +48,7 @@ def test_make_sampler_gives_the_gp_sampler_for_bayesian():
     assert make_sampler("bayesian", 0, space, max_total_trials=2)._n_startup_trials == 1
 
 
+@pytest.mark.slow
 def test_gp_beats_random_sampling_at_a_sweep_budget():
     # Measured over these 20 seeds at 12 trials (3 random start-up trials): the GP wins 20 of 20, mean best
     # 0.99996 vs random's 0.980, worst seed 0.9997. Optuna's TPE (same start-up) beats random in only 9 of 20

@@ -107,6 +107,33 @@ def test_the_command_line_refuses_a_bad_experiment_name_before_the_flow_starts_w
     assert "Traceback" not in err and "train finished" not in err
 
 
+#: Every field that names a registered asset, a reference in a form Azure has no use for, and how the refusal starts.
+BAD_REFERENCES = [
+    ("rai_review", "model", "diabetes-baseline", "'diabetes-baseline' is not a model reference: use azureml:<name>:<version>"),
+    ("monitor", "model", "azureml:diabetes-baseline", "'azureml:diabetes-baseline' is not a model reference"),
+    ("monitor", "data", "diabetes:2", "'diabetes:2' is not a data asset reference: use azureml:<name>:<version>"),
+    ("monitor", "reference_data", "azureml:diabetes", "'azureml:diabetes' is not a data asset reference"),
+    ("retrain", "data", "azureml:diabetes@", "'azureml:diabetes@' is not a data asset reference"),
+    ("refine", "baseline", "azureml:diabetes-baseline", "'azureml:diabetes-baseline' is not a model reference"),
+]
+
+
+@pytest.mark.parametrize("flow, field, bad, refusal", BAD_REFERENCES, ids=[f"{f}-{field}" for f, field, *_ in BAD_REFERENCES])
+def test_a_reference_in_the_wrong_form_fails_in_the_parameter_model_in_under_a_second_with_the_forms(flow, field, bad, refusal):
+    started = time.perf_counter()
+    with pytest.raises(ParameterError) as refused:
+        command_line_parameters(flow, f"--{field.replace('_', '-')}", bad)
+    assert time.perf_counter() - started < 1.0
+    assert refusal in str(refused.value)
+
+
+def test_the_command_line_refuses_a_model_reference_without_a_version_before_the_flow_starts(capsys):
+    assert main(["run", "rai_review", "--model", "azureml:diabetes-baseline"]) == 2
+    err = capsys.readouterr().err
+    assert "model: 'azureml:diabetes-baseline' is not a model reference" in err and "@champion" in err
+    assert "Traceback" not in err and "Beginning flow run" not in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

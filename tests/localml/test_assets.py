@@ -193,6 +193,7 @@ def test_model_from_a_local_folder(ml_client, tmp_path):
         ml_client.models.create_or_update(Model(name="gone", path=str(tmp_path / "nothing"), type="custom_model"))
 
 
+@pytest.mark.slow
 def test_model_from_a_training_job_output_and_from_its_run(ml_client, tmp_path, helpers):
     job = ml_client.jobs.create_or_update(
         command(

@@ -138,6 +138,7 @@ def metric_history(ml_client, trial, metric: str) -> list[float]:
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
+@pytest.mark.slow
 def test_grid_example_tries_each_reg_rate_once_and_registers_the_best_trials_model(ml_client, trial_code, helpers):
     job = trial_job(trial_code, "reg.py", reg_rate=0.01)
     sweep = job(reg_rate=Choice(values=[0.01, 0.1, 1])).sweep(
@@ -225,7 +226,8 @@ POLICIES = {
 }
 
 
-@pytest.mark.parametrize("policy", sorted(POLICIES))
+# bandit in the quick tier; the other policies, which take the same path to a stop, in the slow one
+@pytest.mark.parametrize("policy", [p if p == "bandit" else pytest.param(p, marks=pytest.mark.slow) for p in sorted(POLICIES)])
 def test_early_termination_stops_the_weak_trial_and_only_it(ml_client, trial_code, helpers, policy):
     # Curves score = q * epoch for q in (1.0, 0.9, 0.2), all three trials running at once, the weak one
     # logging 5x more slowly. Each policy's rule stops q = 0.2 and never the others:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from contextlib import closing
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from localml import LocalMLClient
@@ -31,6 +32,7 @@ def test_a_new_workspace_gets_mlflows_schema_and_keeps_the_default_experiments_a
     assert mlflow_client.get_experiment(experiment_id).artifact_location == (root / "mlartifacts" / "sql-made").as_uri()
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_workspace_at_once_make_its_database_once(tmp_path):
     # a cache of their own: they race to build MLflow's empty database too, not only to copy it
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
