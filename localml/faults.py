@@ -10,6 +10,7 @@ connection error. Counts live in the workspace catalog, so they hold across proc
 from __future__ import annotations
 
 import os
+import signal
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
@@ -20,13 +21,18 @@ ENV_VAR = "LOCALML_FAULTS"
 _REASONS = {408: "RequestTimeout", 429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
+#: The status ``kill``: the calling process ends at once with SIGKILL, as in a crash or an OOM kill. The crash tests
+#: stop a flow this way at an exact point (``jobs.create_or_update@after=killx1``: the job made, its reply never read).
+KILL = -9
+
+
 def parse_faults(text: str) -> dict[str, tuple[int, int]]:
     faults = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         try:
             operation, rule = item.split("=")
             status, times = rule.lower().split("x")
-            faults[operation.strip()] = (int(status), int(times))
+            faults[operation.strip()] = (KILL if status == "kill" else int(status), int(times))
         except ValueError:
             raise LocalMLValidationError(
                 f"{ENV_VAR} entry '{item}' is malformed: write operation=STATUSxTIMES, e.g. jobs.get=503x2."
@@ -52,6 +58,8 @@ class FaultInjector:
         if rule is None or not self._catalog.count_fault(key, rule[1]):
             return
         status = rule[0]
+        if status == KILL:
+            os.kill(os.getpid(), signal.SIGKILL)
         if status == 0:
             raise ServiceRequestError(f"Injected connection error on {key}.")
         error = HttpResponseError(message=f"({_REASONS.get(status, 'Error')}) Injected fault {status} on {key}.")
