@@ -218,7 +218,7 @@ def submit_job(workspace: str, spec: JobSpec, refresh: bool = False) -> Submitte
     except Exception as error:
         if is_transient(error):
             raise TransientFaultError(
-                f"Submitting job {base} met a transient fault: {error}. The submission may have taken effect: if "
+                f"Submitting job {base} met a transient fault: {str(error).rstrip('.')}. The submission may have taken effect: if "
                 f"ml_client.jobs.get('{base}') finds the job, it is queued or running. A re-run of the flow re-attaches to "
                 f"it; ml_client.jobs.begin_cancel('{base}') stops it."
             ) from error
@@ -304,10 +304,11 @@ def wait_for_job(
         if not is_transient(error):
             _shown.pop(key, None)
             raise
-        # kept for the retry, which shows only what this try did not
+        if task_run.run_count > RETRIES:  # the last try: no retry will go on from here
+            _shown.pop(key, None)
         raise TransientFaultError(
             f"Lost contact with the workspace while following job {job_name}, last seen {shown.status or 'in an unknown state'}: "
-            f"{error}. The job goes on without this flow run and may still be running: follow it with "
+            f"{str(error).rstrip('.')}. The job goes on without this flow run and may still be running: follow it with "
             f"ml_client.jobs.get('{job_name}'), re-run the flow to re-attach to it, or stop it with "
             f"ml_client.jobs.begin_cancel('{job_name}')."
         ) from error
