@@ -48,18 +48,21 @@ class LocalMLClient:
         self.workspace_name = workspace_name
         self.subscription_id = "local"
         self.resource_group_name = "local"
-        self.components = ComponentOperations(self._workspace, registry_name)
+        # the groups reached from outside meet injected faults (localml.faults); they use one another directly
+        faults = FaultInjector(self._workspace.catalog)
+        components = ComponentOperations(self._workspace, registry_name)
+        self.components = faults.wrap("components", components)
         if registry_name:
             return
-        self.workspaces = WorkspaceOperations(self._workspace)
-        self.datastores = DatastoreOperations(self._workspace)
-        self.data = DataOperations(self._workspace)
-        self.models = ModelOperations(self._workspace)
-        self.environments = EnvironmentOperations(self._workspace)
-        self.compute = ComputeOperations(self._workspace)
-        self.jobs = JobOperations(
-            self._workspace, self.data, self.models, self.environments, self.compute, self.components, FaultInjector(self._workspace.catalog)
-        )
+        data, models = DataOperations(self._workspace), ModelOperations(self._workspace)
+        environments, compute = EnvironmentOperations(self._workspace), ComputeOperations(self._workspace)
+        self.workspaces = faults.wrap("workspaces", WorkspaceOperations(self._workspace))
+        self.datastores = faults.wrap("datastores", DatastoreOperations(self._workspace))
+        self.data = faults.wrap("data", data)
+        self.models = faults.wrap("models", models)
+        self.environments = faults.wrap("environments", environments)
+        self.compute = faults.wrap("compute", compute)
+        self.jobs = faults.wrap("jobs", JobOperations(self._workspace, data, models, environments, compute, components))
 
     @property
     def root(self) -> Path:

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT, spec TEXT NOT NULL, record TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS faults (operation TEXT PRIMARY KEY, raised INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS operation_calls (operation TEXT PRIMARY KEY, calls INTEGER NOT NULL);
 """
 
 #: With WAL, NORMAL never corrupts the database and loses no commit when a process dies (kill -9 included); only
@@ -235,6 +236,19 @@ class Catalog:
         with self._connect() as db:
             row = db.execute("SELECT raised FROM faults WHERE operation=?", (operation,)).fetchone()
         return row[0] if row else 0
+
+    def count_call(self, operation: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO operation_calls (operation, calls) VALUES (?, 1) "
+                "ON CONFLICT (operation) DO UPDATE SET calls=calls + 1",
+                (operation,),
+            )
+
+    def operations_called(self) -> dict[str, int]:
+        """How often each operation was called while ``LOCALML_RECORD_OPERATIONS`` was set."""
+        with self._connect() as db:
+            return dict(db.execute("SELECT operation, calls FROM operation_calls ORDER BY operation"))
 
 
 def _asset_record(row: sqlite3.Row) -> dict:

@@ -8,6 +8,7 @@ import yaml
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field, field_validator
 
+from tasks.registration import fingerprint, register_once
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client
 
@@ -59,6 +60,8 @@ def register_environment(workspace: str, spec: EnvironmentSpec) -> str:
         CommandJobSpec(..., environment=env)
         ```
     """
-    environment = get_client(workspace).environments.create_or_update(spec.to_environment())
-    get_run_logger().info("Environment %s:%s from %s", environment.name, environment.version, spec.conda_file)
+    digest = fingerprint({"spec": spec.model_dump(exclude={"conda_file"}), "conda": yaml.safe_load(Path(spec.conda_file).read_text())})
+    environment, created = register_once(get_client(workspace).environments, spec.to_environment(), digest)
+    already = "" if created else " (registered earlier with this content)"
+    get_run_logger().info("Environment %s:%s from %s%s", environment.name, environment.version, spec.conda_file, already)
     return f"azureml:{environment.name}:{environment.version}"

@@ -14,13 +14,14 @@ import re
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 from pydantic import (
     BaseModel,
     Field,
@@ -34,7 +35,7 @@ from amlkit.hashing import content_hash
 from amlkit.placeholders import check_placeholders
 from amlkit.references import is_local_path
 from tasks._stdout import lines_printed_by_this_thread
-from tasks.retries import TRANSIENT_RETRIES
+from tasks.retries import BASE_DELAY_SECONDS, RETRIES, TRANSIENT_RETRIES, TransientFaultError, is_transient
 from tasks.workspace import get_client, tracking_client, workspace_identity
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
@@ -209,10 +210,23 @@ def submit_job(workspace: str, spec: JobSpec, refresh: bool = False) -> Submitte
             return wait_for_job("local", job.name)
         ```
     """
-    logger = get_run_logger()
     client = get_client(workspace)
     spec = _pin_latest_versions(client, spec)
     base = job_name_for(spec, job_cache_key(spec, workspace))
+    try:
+        return _submit_or_reattach(client, spec, base, refresh)
+    except Exception as error:
+        if is_transient(error):
+            raise TransientFaultError(
+                f"Submitting job {base} met a transient fault: {str(error).rstrip('.')}. The submission may have taken effect: if "
+                f"ml_client.jobs.get('{base}') finds the job, it is queued or running. A re-run of the flow re-attaches to "
+                f"it; ml_client.jobs.begin_cancel('{base}') stops it."
+            ) from error
+        raise
+
+
+def _submit_or_reattach(client: Any, spec: JobSpec, base: str, refresh: bool) -> SubmittedJob:
+    logger = get_run_logger()
     submitter = flow_run.id  # None when the task is called outside a flow
     attempt = 1
     while True:
@@ -272,7 +286,9 @@ def wait_for_job(
     fails; the cancel is awaited at most ``cancel_timeout_seconds``, and the error says whether
     the job ended or what it was left doing. A failed job fails the task at once (no retry) with
     the job's error and the tail of its log. A completed job's result is cached, so a re-run does
-    not wait again.
+    not wait again. A retry after a transient fault goes on where the failed try stopped: it shows
+    no log line or status twice and moves the same progress artifact; past the last retry the
+    error names the job, which goes on running.
 
     Example:
         ```python
@@ -280,13 +296,23 @@ def wait_for_job(
         print(result.status, result.studio_url)
         ```
     """
-    logger = get_run_logger()
-    client = get_client(workspace)
-    job_log = _JobLog(client, job_name, logger)
-    job_log.start()
-    started = time.monotonic()
-    job = _poll_until_ended(client, job_name, timeout_seconds, cancel_timeout_seconds, job_log, logger)
-    job_log.join(timeout=15)
+    key = (task_run.id, job_name)
+    shown = _shown.setdefault(key, _Shown())
+    try:
+        job, job_log, seconds = _follow(workspace, job_name, timeout_seconds, cancel_timeout_seconds, shown)
+    except Exception as error:
+        if not is_transient(error):
+            _shown.pop(key, None)
+            raise
+        if task_run.run_count > RETRIES:  # the last try: no retry will go on from here
+            _shown.pop(key, None)
+        raise TransientFaultError(
+            f"Lost contact with the workspace while following job {job_name}, last seen {shown.status or 'in an unknown state'}: "
+            f"{str(error).rstrip('.')}. The job goes on without this flow run and may still be running: follow it with "
+            f"ml_client.jobs.get('{job_name}'), re-run the flow to re-attach to it, or stop it with "
+            f"ml_client.jobs.begin_cancel('{job_name}')."
+        ) from error
+    _shown.pop(key, None)
     if job.status != "Completed":
         raise _job_failed_error(job_name, job, job_log)
     return JobResult(
@@ -294,17 +320,58 @@ def wait_for_job(
         status=job.status,
         experiment_name=job.experiment_name,
         studio_url=job.studio_url,
-        duration_seconds=round(time.monotonic() - started, 2),
+        duration_seconds=seconds,
     )
 
 
-class _JobLog:
-    """A job's log streamed into the Prefect log on a thread of its own, keeping its last lines for a failure's report."""
+@dataclass
+class _Shown:
+    """What a wait has shown of its job so far, kept across the task's retries so that a retry repeats none of it:
+    how many lines of the job's log went to the Prefect log, the last status logged, the progress artifact."""
 
-    def __init__(self, client: Any, job_name: str, logger: Any):
-        self.client, self.job_name, self.logger = client, job_name, logger
+    lines: int = 0
+    status: str | None = None
+    progress: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim_line(self, number: int) -> bool:
+        """True if line ``number`` of the stream (from 1) is new; a retry's stream, or an earlier try's stream thread
+        still running, may reach the same line."""
+        with self.lock:
+            if number <= self.lines:
+                return False
+            self.lines = number
+            return True
+
+
+#: Per (task run, job): a retry is the same task run.
+_shown: dict[tuple[Any, str], _Shown] = {}
+
+
+def _follow(workspace: str, job_name: str, timeout_seconds: float | None, cancel_timeout_seconds: float, shown: _Shown) -> tuple[Any, "_JobLog", float]:
+    """The ended job, its log, and the seconds this try followed it."""
+    logger = get_run_logger()
+    client = get_client(workspace)
+    job_log = _JobLog(client, job_name, logger, shown)
+    job_log.start()
+    started = time.monotonic()
+    job = _poll_until_ended(client, job_name, timeout_seconds, cancel_timeout_seconds, job_log, logger)
+    job_log.join(timeout=15)
+    return job, job_log, round(time.monotonic() - started, 2)
+
+
+class _JobLog:
+    """A job's log streamed into the Prefect log on a thread of its own, keeping its last lines for a failure's report.
+
+    A stream cut by a transient fault is started again; it prints the log from its start, so lines already shown
+    (by this try or an earlier one) are skipped.
+    """
+
+    def __init__(self, client: Any, job_name: str, logger: Any, shown: _Shown):
+        self.client, self.job_name, self.logger, self.shown = client, job_name, logger, shown
         self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         self.stream_errors: list[BaseException] = []
+        self.lines_streamed = 0
         self.thread = threading.Thread(target=self._follow, name=f"stream-{job_name}", daemon=True)
 
     def start(self) -> None:
@@ -314,35 +381,44 @@ class _JobLog:
         self.thread.join(timeout=timeout)
 
     def _on_line(self, line: str) -> None:
+        self.lines_streamed += 1
         self.tail.append(line)
-        if line.strip():
+        if self.shown.claim_line(self.lines_streamed) and line.strip():
             self.logger.info("[%s] %s", self.job_name, line)
 
     def _follow(self) -> None:
         with lines_printed_by_this_thread(self._on_line):
-            try:
-                self.client.jobs.stream(self.job_name)
-            except Exception as error:  # a failed job ends its stream with an exception: keep it for the report
-                self.stream_errors.append(error)
+            for attempt in range(RETRIES + 1):
+                self.lines_streamed = 0
+                try:
+                    self.client.jobs.stream(self.job_name)
+                    return
+                except Exception as error:  # a failed job ends its stream with an exception: keep it for the report
+                    if not is_transient(error) or attempt == RETRIES:
+                        self.stream_errors.append(error)
+                        return
+                time.sleep(BASE_DELAY_SECONDS * 2**attempt)
 
 
 def _poll_until_ended(
     client: Any, job_name: str, timeout_seconds: float | None, cancel_timeout_seconds: float, job_log: _JobLog, logger: Any
 ) -> Any:
     """Polls with backoff, reporting each new status as progress; cancels the job at the timeout. Returns the ended job."""
-    progress = create_progress_artifact(progress=0.0, description=f"Job {job_name}")
+    shown = job_log.shown
+    if shown.progress is None:  # a retry goes on with the artifact its first try made
+        shown.progress = create_progress_artifact(progress=0.0, description=f"Job {job_name}")
     deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
-    status, delay = None, 1.0
+    delay = 1.0
     while True:
         job = client.jobs.get(job_name)
-        if job.status != status:
-            status = job.status
-            logger.info("Job %s is %s", job_name, status)
-            update_progress_artifact(progress, STATUS_PROGRESS.get(status, 100.0))
-        if status in TERMINAL_STATUSES:
+        if job.status != shown.status:
+            shown.status = job.status
+            logger.info("Job %s is %s", job_name, job.status)
+            update_progress_artifact(shown.progress, STATUS_PROGRESS.get(job.status, 100.0))
+        if job.status in TERMINAL_STATUSES:
             return job
         if deadline is not None and time.monotonic() > deadline:
-            raise _timed_out(client, job_name, status, timeout_seconds, cancel_timeout_seconds, logger)
+            raise _timed_out(client, job_name, job.status, timeout_seconds, cancel_timeout_seconds, logger)
         # the stream returns when the job ends, so a short job is not left waiting for the next poll
         job_log.join(timeout=delay)
         delay = min(delay * 1.5, MAX_POLL_SECONDS)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from amlkit.hashing import content_hash
 from amlkit.references import AssetReference, is_local_path, parse_asset_reference
+from tasks.registration import fingerprint, register_once
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, workspace_identity
 
@@ -56,11 +57,16 @@ class ModelRef(BaseModel):
                    tags=dict(model.tags or {}))
 
 
-def _register_cache_key(context: Any, parameters: dict) -> str:
-    spec = parameters["spec"]
-    payload = {"workspace": workspace_identity(parameters["workspace"]), "spec": spec.model_dump()}
+def _spec_payload(spec: ModelSpec) -> dict:
+    """What a registration registers: the spec, and the content of its files when they are local."""
+    payload = {"spec": spec.model_dump()}
     if is_local_path(spec.path):
         payload["content"] = content_hash(spec.path)
+    return payload
+
+
+def _register_cache_key(context: Any, parameters: dict) -> str:
+    payload = {"workspace": workspace_identity(parameters["workspace"]), **_spec_payload(parameters["spec"])}
     return "register_model/1/" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -77,8 +83,11 @@ def register_model(workspace: str, spec: ModelSpec) -> ModelRef:
         model.reference   # "azureml:diabetes-classifier:1"
         ```
     """
-    model = get_client(workspace).models.create_or_update(spec.to_model())
-    get_run_logger().info("Registered model %s:%s from %s", model.name, model.version, spec.path)
+    model, created = register_once(get_client(workspace).models, spec.to_model(), fingerprint(_spec_payload(spec)))
+    if created:
+        get_run_logger().info("Registered model %s:%s from %s", model.name, model.version, spec.path)
+    else:  # a retry after a lost reply, or a run whose cached result is gone
+        get_run_logger().info("Model %s:%s holds %s already: not registered again", model.name, model.version, spec.path)
     return ModelRef(name=model.name, version=model.version, type=spec.type, job_name=getattr(model, "job_name", None))
 
 

@@ -19,8 +19,12 @@ RETRIES = 4
 BASE_DELAY_SECONDS = float(os.environ.get("AMLFLOWS_RETRY_BASE_SECONDS", "2"))
 
 
+class TransientFaultError(RuntimeError):
+    """A transient fault (raised from it) told with what the failed try left behind; retried as its cause is."""
+
+
 def is_transient(error: BaseException) -> bool:
-    if isinstance(error, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)):
+    if isinstance(error, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError, TransientFaultError)):
         return True
     if isinstance(error, HttpResponseError):
         return error.status_code in TRANSIENT_STATUS_CODES or "NotResponding" in str(error)

@@ -34,7 +34,6 @@ from localml.execution.command import (
 )
 from localml.execution.drivers import driver_command
 from localml.execution.processes import cancel_children, is_alive, request_cancel, start_time, stop_group, wait_for_exit
-from localml.faults import FaultInjector
 from localml.pipeline import submit as pipeline
 from localml.pollers import WaitingPoller
 from localml.store import TERMINAL_STATUSES
@@ -56,7 +55,7 @@ RUNNER_START_GRACE_SECONDS = 30.0
 
 
 class JobOperations:
-    def __init__(self, workspace: LocalWorkspace, data, models, environments, compute, components, faults: FaultInjector):
+    def __init__(self, workspace: LocalWorkspace, data, models, environments, compute, components):
         self._workspace = workspace
         self._catalog = workspace.catalog
         self._data = data
@@ -64,7 +63,6 @@ class JobOperations:
         self._components = components
         self._environments = environments
         self._compute = compute
-        self._faults = faults
 
     # -- submit ---------------------------------------------------------------------------
     def create_or_update(
@@ -78,7 +76,6 @@ class JobOperations:
         **kwargs,
     ) -> Job:
         """Validate and submit ``job``; it runs in its own process and outlives the caller."""
-        self._faults.before("jobs.create_or_update")
         if isinstance(job, BaseNode) and hasattr(job, "_to_job"):
             job = job._to_job()
         job.description = description or job.description
@@ -86,7 +83,6 @@ class JobOperations:
         job.tags = {**(job.tags or {}), **(tags or {})}
         job.experiment_name = experiment_name or job.experiment_name or _default_experiment()
         name = self._submit(job)
-        self._faults.after("jobs.create_or_update")
         return self.get(name)
 
     def submit_child(self, job: CommandJob, parent: str) -> Job:
@@ -254,11 +250,9 @@ class JobOperations:
 
     # -- read -----------------------------------------------------------------------------
     def get(self, name: str) -> Job:
-        self._faults.before("jobs.get")
         return self._to_entity(self._current(name))
 
     def list(self, *, parent_job_name: str | None = None, **kwargs) -> Iterator[Job]:
-        self._faults.before("jobs.list")
         return iter([self._to_entity(self._checked(row)) for row in self._catalog.list_jobs(parent_job_name)])
 
     def _current(self, name: str) -> dict:

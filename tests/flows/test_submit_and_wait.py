@@ -118,3 +118,42 @@ def test_a_timed_out_wait_whose_cancel_never_completes_returns_within_its_bound(
     assert elapsed < 30, f"the wait took {elapsed:.0f} s"
     # let go, the runner handles the cancel it was sent
     assert wait_for_status(ml_client, job.name, ("Completed", "Failed", "Canceled")) == "Canceled"
+
+
+def test_a_wait_retried_mid_job_shows_each_log_line_once_and_moves_one_progress_artifact(ml_client, tmp_path, monkeypatch):
+    from prefect.client.orchestration import get_client as prefect_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+
+    code = tmp_path / "src"
+    code.mkdir()
+    (code / "count.py").write_text("import time\nfor i in range(8):\n    print(f'count {i}', flush=True)\n    time.sleep(0.5)\n")
+    job = ml_client.jobs.create_or_update(command(code=str(code), command="python count.py", environment=ENV, experiment_name="counting"))
+    log = ml_client._workspace.job_dir(job.name) / "user_logs" / "std_log.txt"
+
+    def cut_off_once_counting():  # two polls lost mid-job (the task retries twice), and a stream's reply lost
+        deadline = time.monotonic() + 120
+        while not (log.exists() and "count 1" in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.environ["LOCALML_FAULTS"] = "jobs.get=503x2,jobs.stream@after=503x1"
+
+    monkeypatch.setenv("LOCALML_FAULTS", "")  # so that the faults the watcher sets end with the test
+    watcher = threading.Thread(target=cut_off_once_counting, daemon=True)
+    watcher.start()
+    state = wait_only(job.name, timeout_seconds=120, cancel_timeout_seconds=10, return_state=True)
+    watcher.join()
+    assert state.is_completed(), state.message
+    catalog = ml_client._workspace.catalog
+    assert catalog.faults_raised("jobs.get") == 2 and catalog.faults_raised("jobs.stream@after") == 1
+
+    flow_run_id = state.state_details.flow_run_id
+    with prefect_client(sync_client=True) as client:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # logs reach the server in batches
+            messages = [r.message for r in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+            if f"[{job.name}] count 7" in messages:
+                break
+            time.sleep(0.5)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert [m for m in messages if m.startswith(f"[{job.name}] count")] == [f"[{job.name}] count {i}" for i in range(8)]
+    assert [m for m in messages if m == f"Job {job.name} is Running"] == [f"Job {job.name} is Running"]
+    assert [a.data for a in artifacts if a.type == "progress"] == [100.0]

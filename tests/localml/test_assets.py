@@ -358,3 +358,32 @@ def test_workspace_tracking_uri_and_default_datastore(ml_client):
     assert (ml_client.root / "datastores" / "workspaceblobstore").is_dir()
     with pytest.raises(ResourceNotFoundError, match="otherstore"):
         ml_client.datastores.get("otherstore")
+
+
+# --------------------------------------------------------------------------- injected faults
+def test_every_operation_group_meets_faults_before_and_after_and_a_recording_counts_the_callers_calls(ml_client, tmp_path, monkeypatch):
+    from azure.core.exceptions import HttpResponseError
+
+    data = write(tmp_path / "d.csv", "a\n1\n")
+    monkeypatch.setenv("LOCALML_FAULTS", "data.create_or_update@after=503x1,compute.list=429x1,models.list=0x1,workspaces.get=500x1")
+    with pytest.raises(HttpResponseError, match="503"):
+        ml_client.data.create_or_update(Data(name="d", path=str(data), type="uri_file"))
+    assert [d.version for d in ml_client.data.list(name="d")] == ["1"]  # the reply was lost, the version is there
+    with pytest.raises(HttpResponseError, match="429"):
+        ml_client.compute.list()
+    with pytest.raises(Exception, match="Injected connection error on models.list"):
+        ml_client.models.list()
+    with pytest.raises(HttpResponseError, match="500"):
+        ml_client.workspaces.get()
+    assert list(ml_client.compute.list()) == [] and list(ml_client.models.list()) == []
+
+    monkeypatch.delenv("LOCALML_FAULTS")
+    monkeypatch.setenv("LOCALML_RECORD_OPERATIONS", "1")
+    ml_client.create_or_update(Data(name="d", path=str(data), type="uri_file"))  # the client's dispatch goes through the group
+    ml_client.data.get("d", version="1")
+    # a job's submission reads its inputs' assets and the job back inside localml: those are not the caller's calls
+    ml_client.jobs.create_or_update(command(
+        code=str(write(tmp_path / "code" / "t.py", "print(1)").parent), command="python t.py", environment=ENV,
+        inputs={"d": Input(type="uri_file", path="azureml:d:1")},
+    ))
+    assert ml_client._workspace.catalog.operations_called() == {"data.create_or_update": 1, "data.get": 1, "jobs.create_or_update": 1}
