@@ -1,8 +1,8 @@
 """Faults everywhere: each quick flow, run once clean to learn which workspace operations it calls
 (``LOCALML_RECORD_OPERATIONS``), then once per operation with a transient fault on it (``LOCALML_FAULTS``):
 a 503 before a read, a lost reply (503 after it took effect) on a write. Every run completes with the clean
-run's jobs and asset versions, no line twice in its log and ``reused`` False; past the retry limit the run
-fails naming the job it left running.
+run's jobs and asset versions (one job per step, one version per registration), no line logged more often
+than in the clean run and ``reused`` False; past the retry limit the run fails naming the job it left running.
 
 ``pytest -m slow tests/flows/test_faults.py -s`` prints each flow's table (benchmarks/RESULTS.md).
 """
@@ -113,7 +113,7 @@ FLOWS: dict[str, tuple[Callable, Callable[[Path], Any]]] = {
 class Outcome:
     completed: bool
     message: str
-    jobs: Counter  # top-level jobs per experiment, and each parent's children
+    jobs: Counter  # jobs per ("top" or "child", experiment)
     versions: Counter  # versions the run registered, per (kind, name)
     submissions: int  # submit_job task runs
     lines: Counter  # how often a task run (or the flow run) logged each line, at most
