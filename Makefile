@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow e2e bench clean chromium
+.PHONY: setup demo test test-slow test-faults e2e bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-slow: $(STAMP) chromium
 
 e2e: $(STAMP) chromium
 	$(BIN)/python -m pytest -m e2e
+
+# the fault campaign: every quick flow with a transient fault at each operation it uses (about an hour; not in CI)
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -m campaign -s tests/flows/test_faults.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_jobs.py

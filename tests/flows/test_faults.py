@@ -39,7 +39,6 @@ from tasks.workspace import get_client
 from tests.amlkit.test_rai_insights import RAI_DATA, TARGET, save_model
 from tests.flows.test_train import SAMPLE, SLOW_SCRIPT, task_runs
 
-pytestmark = pytest.mark.slow
 
 DIABETES = Path(__file__).resolve().parents[2] / "examples" / "data" / "diabetes"
 WRITES = ("create", "begin_", "archive", "restore")
@@ -213,6 +212,7 @@ def fault_for(operation: str) -> str:
 
 
 # -- the campaign --------------------------------------------------------------------------------
+@pytest.mark.campaign
 @pytest.mark.parametrize("flow", list(FLOWS))
 def test_every_run_with_a_transient_fault_at_an_operation_it_uses_completes_once_and_honestly(flow, prefect_server, tmp_path):
     clean = run_case(flow, tmp_path / "clean", None)
@@ -259,6 +259,7 @@ def print_table(flow: str, clean: Outcome, rows: list) -> None:
         )
 
 
+@pytest.mark.slow
 def test_past_the_retry_limit_the_run_fails_naming_the_job_it_left_running(workspace_root):
     from tests.flows.test_train import quick_params
 
