@@ -35,7 +35,7 @@ from amlkit.hashing import content_hash
 from amlkit.placeholders import check_placeholders
 from amlkit.references import is_local_path
 from tasks._stdout import lines_printed_by_this_thread
-from tasks.retries import BASE_DELAY_SECONDS, RETRIES, TRANSIENT_RETRIES, TransientFaultError, is_transient
+from tasks.retries import RETRIES, RETRY_DELAYS_SECONDS, TRANSIENT_RETRIES, TransientFaultError, is_transient
 from tasks.workspace import get_client, tracking_client, workspace_identity
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
@@ -218,9 +218,8 @@ def submit_job(workspace: str, spec: JobSpec, refresh: bool = False) -> Submitte
     except Exception as error:
         if is_transient(error):
             raise TransientFaultError(
-                f"Submitting job {base} met a transient fault: {str(error).rstrip('.')}. The submission may have taken effect: if "
-                f"ml_client.jobs.get('{base}') finds the job, it is queued or running. A re-run of the flow re-attaches to "
-                f"it; ml_client.jobs.begin_cancel('{base}') stops it."
+                f"Submitting job {base} met a transient fault: {str(error).rstrip('.')}. The submission may have taken effect, "
+                f"and the job be queued or running: {_how_to_reach(base)}."
             ) from error
         raise
 
@@ -308,9 +307,7 @@ def wait_for_job(
             _shown.pop(key, None)
         raise TransientFaultError(
             f"Lost contact with the workspace while following job {job_name}, last seen {shown.status or 'in an unknown state'}: "
-            f"{str(error).rstrip('.')}. The job goes on without this flow run and may still be running: follow it with "
-            f"ml_client.jobs.get('{job_name}'), re-run the flow to re-attach to it, or stop it with "
-            f"ml_client.jobs.begin_cancel('{job_name}')."
+            f"{str(error).rstrip('.')}. The job goes on without this flow run and may still be running: {_how_to_reach(job_name)}."
         ) from error
     _shown.pop(key, None)
     if job.status != "Completed":
@@ -388,16 +385,16 @@ class _JobLog:
 
     def _follow(self) -> None:
         with lines_printed_by_this_thread(self._on_line):
-            for attempt in range(RETRIES + 1):
+            for delay in [*RETRY_DELAYS_SECONDS, None]:
                 self.lines_streamed = 0
                 try:
                     self.client.jobs.stream(self.job_name)
                     return
                 except Exception as error:  # a failed job ends its stream with an exception: keep it for the report
-                    if not is_transient(error) or attempt == RETRIES:
+                    if not is_transient(error) or delay is None:
                         self.stream_errors.append(error)
                         return
-                time.sleep(BASE_DELAY_SECONDS * 2**attempt)
+                time.sleep(delay)
 
 
 def _poll_until_ended(
@@ -442,8 +439,15 @@ def _timed_out(
         return JobTimeoutError(f"Job {job_name} was still {status} after {timeout_seconds:g} s; asked to cancel, it ended {left} first.")
     return JobTimeoutError(
         f"Job {job_name} was still {status} after {timeout_seconds:g} s. It was asked to cancel, but after "
-        f"{cancel_timeout_seconds:g} s more it is still {left}, and may still be running: check it with "
-        f"ml_client.jobs.get('{job_name}') and cancel it with ml_client.jobs.begin_cancel('{job_name}')."
+        f"{cancel_timeout_seconds:g} s more it is still {left}, and may still be running: {_how_to_reach(job_name)}."
+    )
+
+
+def _how_to_reach(job_name: str) -> str:
+    """What a user can do about a job this flow run left behind."""
+    return (
+        f"follow it with ml_client.jobs.get('{job_name}'), re-run the flow to re-attach to it, or stop it with "
+        f"ml_client.jobs.begin_cancel('{job_name}')"
     )
 
 

@@ -11,12 +11,13 @@ import os
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-from prefect.tasks import exponential_backoff
 
 TRANSIENT_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
 RETRIES = 4
 #: Seconds before the first retry; each further retry waits twice as long, with jitter.
 BASE_DELAY_SECONDS = float(os.environ.get("AMLFLOWS_RETRY_BASE_SECONDS", "2"))
+#: The wait before each retry, for the tasks (Prefect adds the jitter) and for a retry inside one (a job's log stream).
+RETRY_DELAYS_SECONDS = [BASE_DELAY_SECONDS * 2**attempt for attempt in range(RETRIES)]
 
 
 class TransientFaultError(RuntimeError):
@@ -43,7 +44,7 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
 #: Keyword arguments for ``@task`` that give a workspace operation its retry policy.
 TRANSIENT_RETRIES: dict[str, Any] = {
     "retries": RETRIES,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=BASE_DELAY_SECONDS),
+    "retry_delay_seconds": RETRY_DELAYS_SECONDS,
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_if_transient,
 }
