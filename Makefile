@@ -2,13 +2,14 @@
 #   make demo   set up .venv and run the baseline flow (AutoML) on the bundled diabetes sample, on localml
 #   make test   set up .venv (and Chromium, which checks the RAI dashboard renders) and run the test suite
 #   make test-slow  the slow tests: AutoML searches, whole RAI reviews, long sweeps, a killed flow re-run (CI runs them)
-#   make e2e    the end-to-end tests: the local stack through the Prefect UI in Chromium, schedules, events (CI runs them)
+#   make e2e    the end-to-end tests: the local stack through the Prefect UI in Chromium, schedules, events,
+#               20 runs at once on PostgreSQL (CI runs them)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-faults e2e bench clean chromium
+.PHONY: setup demo test test-slow test-faults test-load-sqlite e2e bench clean chromium postgresql
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +36,20 @@ test: $(STAMP) chromium
 test-slow: $(STAMP) chromium
 	$(BIN)/python -m pytest -m slow
 
-e2e: $(STAMP) chromium
-	$(BIN)/python -m pytest -m e2e
+e2e: $(STAMP) chromium postgresql
+	$(BIN)/python -m pytest -m 'e2e and not campaign'
+
+# the load test on SQLite: Prefect's server locks under it (see tests/e2e/test_load.py; not in CI)
+test-load-sqlite: $(STAMP)
+	$(BIN)/python -m pytest -m campaign -s tests/e2e/test_load.py
+
+# the load test runs the stack on PostgreSQL: Debian's server programs, installed if missing
+postgresql:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || { \
+		echo "The load test needs PostgreSQL's server programs: install them (apt-get install postgresql) and run make e2e again." >&2; exit 1; }
 
 # the fault campaign: every quick flow with a transient fault at each operation it uses (about an hour; not in CI)
 test-faults: $(STAMP)

@@ -14,6 +14,8 @@
         --search-space 'learning_rate={"type": "choice", "values": [0.05, 0.1, 0.2]}'
 
     amlflows up                                         # Prefect server, work pool, deployments, worker, MLflow UI
+    amlflows up --database postgresql --workers 2       # the server on a PostgreSQL of its own, two workers
+    amlflows status
     amlflows down
 
 Each flow's options are generated from its parameter model, so ``amlflows run
@@ -39,6 +41,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # the temporary server of a first run builds its database first: on a busy 2-core machine that outlasts Prefect's 20 s
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from amlflows.stack import DATABASES
 from flows.baseline import BaselineParameters, baseline
 from flows.monitor import MonitorParameters, monitor
 from flows.rai_review import RAIReviewParameters, rai_review
@@ -149,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="amlflows", description="Prefect flows for the Azure ML model lifecycle, on Azure or on localml."
     )
     commands = parser.add_subparsers(dest="_command", required=True)
-    commands.add_parser("up", help="start the local stack: Prefect server, work pool, every deployment, a worker, the MLflow UI")
+    up = commands.add_parser("up", help="start the local stack: Prefect server, work pool, every deployment, workers, the MLflow UI")
+    up.add_argument("--database", choices=DATABASES, help="the Prefect server's database: sqlite (the default), or postgresql, "
+                    "a PostgreSQL of the stack's own in .amlflows/postgres (for many runs at once); remembered for the next up")
+    up.add_argument("--workers", type=_worker_count, metavar="N", help="process workers on the pool (default 1, at most 16); remembered")
+    commands.add_parser("status", help="what `amlflows up` started that is running")
     commands.add_parser("down", help="stop what `amlflows up` started")
     run = commands.add_parser("run", help="run a flow now, in this process")
     flows = run.add_subparsers(dest="_flow", required=True, metavar="FLOW")
@@ -205,13 +212,30 @@ def run_flow(name: str, options: dict[str, Any]) -> int:
     return 0
 
 
+def _worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to 16, not {text!r}")
+    return int(text)
+
+
+def _print_status(services: dict[str, int | None]) -> int:
+    """Each service and its pid; 0 when all run, 3 otherwise (as ``systemctl status`` does)."""
+    for name, pid in services.items():
+        print(f"{name:15} {f'running (pid {pid})' if pid else 'not running'}")
+    return 0 if all(services.values()) else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     command = args.pop("_command")
     if command == "up":
-        from amlflows.stack import up
+        from amlflows.stack import Stack, up
 
-        return up()
+        return up(Stack().remembered(database=args["database"], workers=args["workers"]))
+    if command == "status":
+        from amlflows.stack import Stack, status
+
+        return _print_status(status(Stack().remembered()))
     if command == "down":
         from amlflows.stack import down
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from amlkit.hashing import content_hash
 from amlkit.references import AssetReference, is_local_path, parse_asset_reference
+from tasks.registration import register_once
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client, is_local_client
 
@@ -68,12 +69,11 @@ def register_data(workspace: str, spec: DataSpec) -> DataRef:
     if not local.exists():
         raise FileNotFoundError(f"Data path '{spec.path}' does not exist (looked in {Path.cwd()}). Fix the path.")
     digest = content_hash(local)
-    for asset in client.data.list(name=spec.name):
-        if (asset.tags or {}).get(CONTENT_HASH_TAG) == digest and str(asset.type) == spec.type:
-            logger.info("Data asset %s:%s already holds this content", asset.name, asset.version)
-            return DataRef(name=asset.name, version=asset.version, type=spec.type)
-    asset = client.data.create_or_update(spec.to_data(digest))
-    logger.info("Registered data asset %s:%s", asset.name, asset.version)
+    asset, created = register_once(client.data, spec.to_data(digest), digest, tag=CONTENT_HASH_TAG)
+    if created:
+        logger.info("Registered data asset %s:%s", asset.name, asset.version)
+    else:
+        logger.info("Data asset %s:%s already holds this content", asset.name, asset.version)
     return DataRef(name=asset.name, version=asset.version, type=spec.type)
 
 

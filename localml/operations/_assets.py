@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from azure.ai.ml.constants import ListViewType
+
 from amlkit.names import NameRule
 from amlkit.references import parse_asset_reference
 from localml.errors import LocalMLValidationError, not_found
@@ -103,10 +105,18 @@ class VersionedAssetOperations:
             )
         return self._get_record(parsed.name, parsed.version, parsed.label)
 
-    def list(self, name: str | None = None) -> Iterator[Any]:
-        """Every version of ``name``; without a name, the latest version of each asset (as Azure lists containers)."""
+    def list(self, name: str | None = None, list_view_type: str = ListViewType.ACTIVE_ONLY) -> Iterator[Any]:
+        """Every version of ``name``; without a name, the latest version of each asset (as Azure lists containers).
+
+        ``list_view_type`` (``azure.ai.ml.constants.ListViewType``): active versions (the default), archived ones, or all.
+        """
+        views = {ListViewType.ACTIVE_ONLY: (False,), ListViewType.ARCHIVED_ONLY: (True,), ListViewType.ALL: (False, True)}
+        if list_view_type not in views:
+            raise LocalMLValidationError(f"list_view_type must be one of {', '.join(v.value for v in views)} "
+                                         f"(azure.ai.ml.constants.ListViewType), not {list_view_type!r}.")
         self._refresh(name)
-        records = self._catalog.list_assets(self.kind, name)
+        shown = views[list_view_type]
+        records = [r for r in self._catalog.list_assets(self.kind, name, include_archived=True) if bool(r["archived"]) in shown]
         if name is None:
             latest = {r["name"]: r for r in records}
             records = list(latest.values())

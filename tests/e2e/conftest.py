@@ -32,24 +32,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def started_stack(tmp_path_factory):
-    """`amlflows up` from the repository root, in folders of the test's own; `amlflows down` afterwards, which
-    must leave none of the stack's processes running. Every e2e test shares this one stack.
+@contextmanager
+def running_stack(base, **choices):
+    """`amlflows up` from the repository root, in folders under ``base``; `amlflows down` afterwards, which must
+    leave none of the stack's processes running. ``choices``: the stack's database and workers.
 
     The scheduler looks for due schedules every 2 s instead of every minute, and the worker polls every
     second, so a run starts in seconds rather than a minute; everything else is as a user gets it.
     Yields the stack, what `up` printed and the settings it ran with."""
     from amlflows.stack import Stack, down, status, up
 
-    base = tmp_path_factory.mktemp("stack")
     settings = {
         "PREFECT_HOME": base / "prefect-home",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": 2,
         "PREFECT_WORKER_QUERY_SECONDS": 1,
         "PREFECT_LOCAL_STORAGE_PATH": base / "prefect-results",
     }
-    stack = Stack(prefect_port=free_port(), mlflow_port=free_port(), localml_root=base / "localml", state=base / "state")
+    stack = Stack(prefect_port=free_port(), mlflow_port=free_port(), postgres_port=free_port(), localml_root=base / "localml",
+                  state=base / "state", **choices)
     output = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:  # what `up` starts inherits these; the tests' process keeps its own
         for name, value in settings.items():
@@ -67,6 +67,13 @@ def started_stack(tmp_path_factory):
         assert status(stack) == dict.fromkeys(running, None)
         for pid in running.values():  # gone, or ended and waiting to be reaped by this process
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"{pid} still runs"
+
+
+@pytest.fixture(scope="session")
+def started_stack(tmp_path_factory):
+    """The stack every e2e test but the load test shares: SQLite, one worker, as a new user starts it."""
+    with running_stack(tmp_path_factory.mktemp("stack")) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from azure.ai.ml import Input, command
+from azure.ai.ml.constants import ListViewType
 from azure.ai.ml.entities import AmlCompute, Data, Environment, Model
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -263,6 +264,10 @@ def test_model_list_get_and_archive(ml_client, tmp_path):
     assert sorted((m.name, m.version) for m in ml_client.models.list()) == [("clf", "1"), ("other", "1")]
     # an archived version can still be fetched by its number, and numbers are never reused
     assert ml_client.models.get("clf", version="2").tags == {"round": "2"}
+    assert [m.version for m in ml_client.models.list(name="clf", list_view_type=ListViewType.ARCHIVED_ONLY)] == ["2"]
+    assert [m.version for m in ml_client.models.list(name="clf", list_view_type=ListViewType.ALL)] == ["1", "2"]
+    with pytest.raises(LocalMLValidationError, match="list_view_type must be one of ActiveOnly, ArchivedOnly, All"):
+        ml_client.models.list(name="clf", list_view_type="archived")
     (folder / "weights.bin").write_text("v3")
     assert ml_client.models.create_or_update(Model(name="clf", path=str(folder))).version == "3"
 
