@@ -117,7 +117,8 @@ class Stack:
         bin_dir = Path(sys.executable).parent
         worker = [str(bin_dir / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"]
         return {
-            "prefect-server": [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
+            # `prefect server start`, with SQLite's transactions begun IMMEDIATE (amlflows/prefect_server.py says why)
+            "prefect-server": [sys.executable, "-m", "amlflows.prefect_server", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
             **{name: [*worker, "--name", f"amlflows-{name}"] for name in self.worker_names},
             "mlflow-ui": [str(bin_dir / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{(self.localml_root / 'mlflow.db').resolve()}",
                           "--host", "127.0.0.1", "--port", str(self.mlflow_port)],
