@@ -55,9 +55,14 @@ class LocalWorkspace:
         self.tracking = Tracking(self.root)
 
     def datastore_dir(self, datastore: str = DEFAULT_DATASTORE) -> Path:
-        if datastore != DEFAULT_DATASTORE and self.catalog.get_resource("datastore", datastore) is None:
-            raise _errors().not_found("Datastore", datastore, known=[DEFAULT_DATASTORE])
-        return contained(self.root / "datastores", datastore, "Datastore")
+        """The folder serving a datastore: ``workspaceblobstore`` or one registered (names are case-insensitive)."""
+        key = datastore.lower()
+        if key != DEFAULT_DATASTORE and self.catalog.get_resource("datastore", key) is None:
+            raise _errors().not_found("Datastore", datastore, known=self.datastore_names())
+        return contained(self.root / "datastores", key, "Datastore")
+
+    def datastore_names(self) -> list[str]:
+        return [DEFAULT_DATASTORE, *(record["name"] for record in self.catalog.list_resources("datastore"))]
 
     def job_dir(self, job_name: str) -> Path:
         return contained(self.root / "jobs", job_name, "Job name")
