@@ -143,9 +143,8 @@ class LocalWorkspace:
         model = next((m for m in models if m.name == name), None)
         if model is None:
             known = sorted({p.name for p in artifacts.iterdir()} if artifacts.is_dir() else set())
-            raise _errors().not_found(
-                f"Artifact or logged model of run '{run_id}'", path, known=known + [f"model {m.name}" for m in models]
-            )
+            known += sorted({f"model {m.name}" for m in models})  # a name logged twice is one model, the newest
+            raise _errors().not_found(f"Artifact or logged model of run '{run_id}'", path, known=known)
         return contained(logged_model_dir(model), inside, f"The path in model '{name}' of run '{run_id}'")
 
     def logged_model_path(self, model_id: str) -> Path:
