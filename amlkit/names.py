@@ -13,6 +13,9 @@ Where the rules come from:
 - experiments: letters, digits, '_' and '-', starting with a letter or digit (azureml-core's Experiment
   documentation), at most 255 characters (Azure ML's limits page allows 256; MLflow's store here 255).
 - jobs: letters, digits, '_' and '-', starting with a letter or digit, at most 255 characters.
+- datastores: letters, digits and '_' (azureml-core's ``Datastore.register_*`` documentation: "case insensitive,
+  can only contain alphanumeric characters and _"), at most 255 characters like the other names here. Case does
+  not tell two datastores apart: localml keys them by the name in lower case.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class NameRule:
     allowed: str  # the characters, as a regex class body
     allowed_text: str  # the same, in words
     first: str  # the first character's class body
-    first_text: str
+    first_text: str  # empty when any allowed character may start the name
     min_length: int
     max_length: int
     last_may_be_hyphen: bool = True
@@ -41,8 +44,9 @@ class NameRule:
     def text(self) -> str:
         """The rule in words, as every refusal states it."""
         length = f"{self.min_length} to {self.max_length}" if self.min_length > 1 else f"at most {self.max_length}"
+        start = f", starting with {self.first_text}" if self.first_text else ""
         end = "" if self.last_may_be_hyphen else ", not ending with a hyphen"
-        return f"{self.allowed_text}, starting with {self.first_text}{end}, {length} characters"
+        return f"{self.allowed_text}{start}{end}, {length} characters"
 
     def problem(self, name: object) -> str | None:
         """What is wrong with ``name`` under this rule; None when it follows it."""
@@ -112,3 +116,12 @@ EXPERIMENT = NameRule(
 )
 #: a job's name follows the experiment's rule (both name folders and runs of the MLflow store)
 JOB = replace(EXPERIMENT, kind="Job")
+DATASTORE = NameRule(
+    kind="Datastore",
+    allowed=r"A-Za-z0-9_",
+    allowed_text="letters, digits and '_'",
+    first="A-Za-z0-9_",
+    first_text="",
+    min_length=1,
+    max_length=255,
+)

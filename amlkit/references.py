@@ -63,6 +63,29 @@ def parse_azureml_uri(value: str) -> DatastorePath | JobArtifactPath | JobOutput
     return None
 
 
+def parse_run_artifact(value: str) -> JobArtifactPath | None:
+    """A run's artifact path, from ``azureml://jobs/<job>/outputs/artifacts/paths/<path>`` or ``runs:/<run_id>/<path>``
+    (a job's MLflow run id is the job's name); None for anything else."""
+    if value.startswith("runs:/"):
+        run_id, _, path = value[len("runs:/"):].partition("/")
+        return JobArtifactPath(run_id, path.strip("/"))
+    parsed = parse_azureml_uri(value)
+    return parsed if isinstance(parsed, JobArtifactPath) else None
+
+
+def logged_model_id(uri: str) -> str:
+    """The id in ``models:/<model_id>``, an MLflow 3 logged model (``mlflow.<flavor>.log_model`` returns it)."""
+    model_id = uri.removeprefix("models:/").strip("/")
+    if not model_id or "/" in model_id:
+        from amlkit.errors import SpecError  # here: it loads the whole azure.ai.ml SDK, which a job's runner does without
+
+        raise SpecError(
+            f"'{uri}' is not a logged model's URI. Give models:/<model_id> (the model_id of what log_model returned); "
+            "a registered version is read as azureml:<name>:<version>, and a run's model as runs:/<run_id>/<name>."
+        )
+    return model_id
+
+
 def is_local_path(value: str) -> bool:
-    """A path on this machine, as opposed to an asset reference or a URI (``azureml:``, ``runs:/``, ``https://``...)."""
-    return not value.startswith(("azureml:", "runs:/")) and "://" not in value
+    """A path on this machine, as opposed to an asset reference or a URI (``azureml:``, ``runs:/``, ``models:/``, ``https://``...)."""
+    return not value.startswith(("azureml:", "runs:/", "models:/")) and "://" not in value

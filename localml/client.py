@@ -6,17 +6,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from azure.ai.ml.entities import AmlCompute, Component, Data, Environment, Job, Model
+from azure.ai.ml.entities import AmlCompute, Component, Data, Datastore, Environment, Job, Model
 
 from localml.errors import UnsupportedFeatureError
 from localml.faults import FaultInjector
 from localml.operations.components import ComponentOperations
 from localml.operations.compute import ComputeOperations
 from localml.operations.data import DataOperations
+from localml.operations.datastores import DatastoreOperations
 from localml.operations.environments import EnvironmentOperations
 from localml.operations.jobs import JobOperations
 from localml.operations.models import ModelOperations
-from localml.operations.workspaces import DatastoreOperations, WorkspaceOperations
+from localml.operations.workspaces import WorkspaceOperations
 from localml.pollers import DonePoller
 from localml.workspace import LocalWorkspace
 
@@ -83,7 +84,7 @@ class LocalMLClient:
             return self.components.create_or_update(entity, **kwargs)
         if isinstance(entity, Job) or hasattr(entity, "_to_job"):
             return self.jobs.create_or_update(entity, **kwargs)
-        for kind, operations in ((Data, self.data), (Model, self.models), (Environment, self.environments)):
+        for kind, operations in ((Data, self.data), (Model, self.models), (Environment, self.environments), (Datastore, self.datastores)):
             if isinstance(entity, kind):
                 return operations.create_or_update(entity)
         raise UnsupportedFeatureError(f"create_or_update of {type(entity).__name__}")

@@ -155,6 +155,11 @@ class Catalog:
             row = db.execute("SELECT record FROM resources WHERE kind=? AND name=?", (kind, name)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def delete_resource(self, kind: str, name: str) -> bool:
+        """Remove a resource; False when there was none of that name."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM resources WHERE kind=? AND name=?", (kind, name)).rowcount > 0
+
     def list_resources(self, kind: str) -> list[dict]:
         with self._connect() as db:
             rows = db.execute("SELECT record FROM resources WHERE kind=? ORDER BY created_at", (kind,))

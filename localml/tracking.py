@@ -13,6 +13,7 @@ MLflow itself is loaded for everything else.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -21,10 +22,21 @@ import uuid
 from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
+from typing import Iterator
 
 from localml.store import immediate_transaction
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
+#: The tag by which a job's MLflow 3 logged models name their job. MLflow links a logged model to a run only when
+#: the script has an active run (``mlflow.start_run()``, or an ``mlflow.log_*`` call before ``log_model``); a script
+#: that only calls ``log_model``, as many written for MLflow 2 do, makes a model of no run. A job's process gets
+#: this tag in ``MLFLOW_RUN_CONTEXT`` (see ``run_context``), which MLflow puts on every model it creates there.
+JOB_TAG = "localml.job"
+
+
+def run_context(job_name: str, user_context: str | None) -> str:
+    """``MLFLOW_RUN_CONTEXT`` for a job's process: the tags the job's own environment gives, and the job's."""
+    return json.dumps({**json.loads(user_context or "{}"), JOB_TAG: job_name})
 
 
 class Tracking:
@@ -139,6 +151,37 @@ class Tracking:
         with closing(self._connect()) as db:
             row = db.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
         return Path(row[0].removeprefix("file://")) if row else None
+
+    def run_logged_models(self, run_id: str) -> list:
+        """The MLflow 3 logged models (ready ones) that run ``run_id`` or its job's process logged, newest first."""
+        experiment_id = self.client.get_run(run_id).info.experiment_id  # the run exists, so its id is safe to quote
+        found = {
+            model.model_id: model
+            for condition in (f"source_run_id = '{run_id}'", f"tags.`{JOB_TAG}` = '{run_id}'")
+            for model in self._search_logged_models(experiment_id, condition)
+            if model.status == "READY"  # a model whose logging failed half-way has files missing
+        }
+        return sorted(found.values(), key=lambda model: model.creation_timestamp, reverse=True)
+
+    def _search_logged_models(self, experiment_id: str, filter_string: str) -> Iterator:
+        token = None
+        while True:
+            page = self.client.search_logged_models([experiment_id], filter_string=filter_string, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def logged_model(self, model_id: str):
+        """MLflow 3 logged model ``model_id``; None when the store has no model of that id."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_logged_model(model_id)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
 
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
         """Copy a folder into the run's artifacts under ``artifact_path``, as MLflow's local artifact store does."""

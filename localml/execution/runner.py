@@ -23,6 +23,7 @@ from amlkit.placeholders import render_command
 from localml.execution.processes import cancel_children, is_alive, start_time, stop_tree
 from localml.execution.venvs import BuildStopped, EnvironmentBuildError, ensure_venv
 from localml.store import ACTIVE_STATUSES
+from localml.tracking import run_context
 from localml.workspace import LocalWorkspace
 
 POLL_SECONDS = 0.2
@@ -169,6 +170,7 @@ class JobRunner:
             "MLFLOW_TRACKING_URI": self.workspace.tracking.uri,
             "MLFLOW_RUN_ID": self.name,
             "MLFLOW_EXPERIMENT_ID": self.record["experiment_id"],
+            "MLFLOW_RUN_CONTEXT": run_context(self.name, prepared["environment_variables"].get("MLFLOW_RUN_CONTEXT")),
             "AZUREML_RUN_ID": self.name,
             "AZUREML_ARM_WORKSPACE_NAME": self.record["workspace_name"],
             "PYTHONUNBUFFERED": "1",

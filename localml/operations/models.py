@@ -15,7 +15,7 @@ from azure.ai.ml.entities import Model
 from azure.core.exceptions import ResourceNotFoundError
 
 from amlkit import names
-from amlkit.references import JobArtifactPath, JobOutputPath, parse_azureml_uri
+from amlkit.references import JobArtifactPath, JobOutputPath, logged_model_id, parse_azureml_uri, parse_run_artifact
 from localml.errors import LocalMLValidationError
 from localml.operations._assets import (
     VersionedAssetOperations,
@@ -29,6 +29,7 @@ from localml.registry import (
     mlflow_stage,
     registry_number,
 )
+from localml.tracking import JOB_TAG
 from localml.workspace import contained
 
 MODEL_TYPES = ("mlflow_model", "custom_model")
@@ -56,11 +57,12 @@ class ModelOperations(VersionedAssetOperations):
         """Register ``model``; its files are copied in, so the version keeps them even if the source goes away.
 
         ``path`` may be a local file or folder, ``azureml://jobs/<job>/outputs/artifacts/paths/<dir>``,
-        ``azureml://jobs/<job>/outputs/<output>`` or ``runs:/<run_id>/<path>``.
+        ``azureml://jobs/<job>/outputs/<output>``, ``runs:/<run_id>/<path>`` or ``models:/<model_id>``; a job's or
+        run's ``<path>`` may name a model it logged the MLflow 3 way (``log_model(model, name=...)``).
         """
         self._check_name(model.name)  # before the files are copied in
         model_type = check_type(self.title, str(model.type or "custom_model"), MODEL_TYPES)
-        source = str(model.path or "")
+        source = _written_path(model)
         if not source:
             raise LocalMLValidationError(f"Model '{model.name}' has no path.")
         local = self._workspace.resolve_uri(source)
@@ -72,9 +74,9 @@ class ModelOperations(VersionedAssetOperations):
                 "Point at the folder mlflow.<flavor>.save_model/log_model wrote, or use type custom_model."
             )
         record = {
-            "path": self._workspace.upload(local),
+            "path": self._workspace.upload(local, name=self._folder_name(source, local)),
             "type": model_type,
-            "job_name": _source_job(source) or getattr(model, "job_name", None),
+            "job_name": self._source_run(source) or getattr(model, "job_name", None),
             "description": model.description,
             "tags": dict(model.tags or {}),
             "properties": dict(model.properties or {}),
@@ -182,16 +184,35 @@ class ModelOperations(VersionedAssetOperations):
             return Path(local_file_uri_to_path(uri)).resolve()
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(scratch), tracking_uri=self._workspace.tracking.uri))
 
+    def _folder_name(self, source: str, local: Path) -> str:
+        """The name the version's copy takes: a logged model's files sit in a folder MLflow names 'artifacts', and
+        take the model's name instead, as the folder ``.../paths/model`` of a job registers as ``model`` on Azure."""
+        if source.startswith("models:/"):
+            return self._workspace.tracking.logged_model(logged_model_id(source)).name
+        artifact = parse_run_artifact(source)
+        return Path(artifact.path).name if artifact and artifact.path else local.name
+
+    def _source_run(self, source: str) -> str | None:
+        """The job (or MLflow run) whose output ``source`` is, if it is one."""
+        parsed = parse_run_artifact(source) or parse_azureml_uri(source)
+        if isinstance(parsed, (JobArtifactPath, JobOutputPath)):
+            return parsed.job
+        if source.startswith("models:/"):
+            logged = self._workspace.tracking.logged_model(logged_model_id(source))
+            return logged.source_run_id or logged.tags.get(JOB_TAG)
+        return None
+
     def _to_entity(self, record: dict) -> Model:
         model = Model(**file_asset_fields(record), stage=record.get("stage"))
         model.job_name = record.get("job_name")
         return model
 
 
-def _source_job(source: str) -> str | None:
-    parsed = parse_azureml_uri(source)
-    if isinstance(parsed, (JobArtifactPath, JobOutputPath)):
-        return parsed.job
-    if source.startswith("runs:/"):
-        return source[len("runs:/"):].split("/")[0]
-    return None
+def _written_path(model: Model) -> str:
+    """The model's path as its author wrote it. The SDK keeps ``runs:/`` URIs and URLs, and makes any other path
+    absolute against the working folder, ``models:/<model_id>`` too: that arrives as ``<cwd>/models:/<model_id>``."""
+    path = str(model.path or "")
+    _, marker, model_id = path.partition("/models:/")
+    if marker and not Path(path).exists():
+        return f"models:/{model_id}"
+    return path

@@ -1,13 +1,13 @@
-"""``ml_client.workspaces`` and ``ml_client.datastores``: where user code finds the MLflow store and the files."""
+"""``ml_client.workspaces``: where user code finds the MLflow store."""
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from azure.ai.ml.entities import AzureBlobDatastore, Workspace
+from azure.ai.ml.entities import Workspace
 
 from localml.errors import not_found
-from localml.workspace import DEFAULT_DATASTORE, LocalWorkspace
+from localml.workspace import LocalWorkspace
 
 
 class WorkspaceOperations:
@@ -23,28 +23,3 @@ class WorkspaceOperations:
 
     def list(self, **kwargs) -> Iterator[Workspace]:
         return iter([self.get()])
-
-
-class DatastoreOperations:
-    """One datastore, ``workspaceblobstore``: a folder under the workspace root."""
-
-    def __init__(self, workspace: LocalWorkspace):
-        self._workspace = workspace
-
-    def get(self, name: str, **kwargs) -> AzureBlobDatastore:
-        if name != DEFAULT_DATASTORE:
-            raise not_found("Datastore", name, known=[DEFAULT_DATASTORE])
-        return self.get_default()
-
-    def get_default(self, **kwargs) -> AzureBlobDatastore:
-        folder = self._workspace.datastore_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        return AzureBlobDatastore(
-            name=DEFAULT_DATASTORE,
-            account_name="localml",
-            container_name=DEFAULT_DATASTORE,
-            description=f"Local folder {folder}",
-        )
-
-    def list(self, **kwargs) -> Iterator[AzureBlobDatastore]:
-        return iter([self.get_default()])

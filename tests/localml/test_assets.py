@@ -365,6 +365,99 @@ def test_workspace_tracking_uri_and_default_datastore(ml_client):
         ml_client.datastores.get("otherstore")
 
 
+# --------------------------------------------------------------------------- registered datastores
+SECRETS = ("account-key-0123456789", "sv=2024&sig=sas-token-0123456789", "sp-secret-0123456789")
+
+
+def three_datastores():
+    from azure.ai.ml.entities import (
+        AccountKeyConfiguration,
+        AzureBlobDatastore,
+        AzureDataLakeGen2Datastore,
+        AzureFileDatastore,
+        SasTokenConfiguration,
+        ServicePrincipalConfiguration,
+    )
+
+    key, sas, secret = SECRETS
+    return (
+        AzureBlobDatastore(name="Blob_Store", account_name="acct", container_name="raw", credentials=AccountKeyConfiguration(account_key=key)),
+        AzureFileDatastore(name="file_store", account_name="acct", file_share_name="share", credentials=SasTokenConfiguration(sas_token=sas)),
+        AzureDataLakeGen2Datastore(
+            name="lake", account_name="acct", filesystem="fs", description="the lake",
+            credentials=ServicePrincipalConfiguration(tenant_id="tenant-1", client_id="client-1", client_secret=secret),
+        ),
+    )
+
+
+def test_blob_adls_gen2_and_file_datastores_are_created_listed_got_and_deleted(ml_client):
+    blob, file_share, lake = three_datastores()
+    ml_client.create_or_update(blob)  # the client's dispatch, as MLClient.create_or_update
+    for datastore in (file_share, lake):
+        ml_client.datastores.create_or_update(datastore)
+    assert [d.name for d in ml_client.datastores.list()] == ["workspaceblobstore", "Blob_Store", "file_store", "lake"]
+    got = ml_client.datastores.get("blob_store")  # names are case-insensitive
+    assert (type(got).__name__, got.name, got.account_name, got.container_name) == ("AzureBlobDatastore", "Blob_Store", "acct", "raw")
+    assert ml_client.datastores.get("file_store").file_share_name == "share"
+    got = ml_client.datastores.get("lake")
+    assert (type(got).__name__, got.filesystem, got.description) == ("AzureDataLakeGen2Datastore", "fs", "the lake")
+    assert (ml_client.root / "datastores" / "blob_store").is_dir()
+
+    ml_client.datastores.delete("lake")
+    with pytest.raises(ResourceNotFoundError, match="Datastore 'lake' was not found.*Known: workspaceblobstore, Blob_Store, file_store"):
+        ml_client.datastores.get("lake")
+    with pytest.raises(ResourceNotFoundError, match="Datastore 'lake'"):
+        ml_client.datastores.delete("lake")
+    with pytest.raises(LocalMLValidationError, match="default datastore and cannot be deleted"):
+        ml_client.datastores.delete("workspaceblobstore")
+    with pytest.raises(LocalMLValidationError, match="default datastore and cannot be replaced"):
+        ml_client.datastores.create_or_update(type(blob)(name="workspaceblobstore", account_name="a", container_name="c"))
+
+
+def test_a_datastores_secrets_come_back_redacted_as_from_azure_and_are_written_nowhere(ml_client):
+    for datastore in three_datastores():
+        ml_client.datastores.create_or_update(datastore)
+    blob, file_share, lake = (ml_client.datastores.get(name) for name in ("Blob_Store", "file_store", "lake"))
+    assert (blob.credentials.type, blob.credentials.account_key) == ("account_key", None)
+    assert (file_share.credentials.type, file_share.credentials.sas_token) == ("sas", None)
+    assert (lake.credentials.tenant_id, lake.credentials.client_id, lake.credentials.client_secret) == ("tenant-1", "client-1", None)
+    written = [path.read_bytes() for path in ml_client.root.rglob("*") if path.is_file()]  # the catalog and its WAL too
+    assert not [secret for secret in SECRETS if any(secret.encode() in content for content in written)]
+    with pytest.raises(NotImplementedError, match="include_secrets=True"):
+        ml_client.datastores.get("lake", include_secrets=True)
+
+
+def test_a_datastore_of_a_type_localml_does_not_serve_is_refused_naming_it(ml_client):
+    from azure.ai.ml.entities import AzureDataLakeGen1Datastore
+
+    with pytest.raises(NotImplementedError, match="datastores of type AzureDataLakeGen1Datastore"):
+        ml_client.create_or_update(AzureDataLakeGen1Datastore(name="gen1", store_name="store"))
+    assert [d.name for d in ml_client.datastores.list()] == ["workspaceblobstore"]
+
+
+def test_a_registered_datastore_serves_job_outputs_data_assets_and_job_inputs(ml_client, code_dir, helpers, tmp_path):
+    from azure.ai.ml import Output
+
+    ml_client.datastores.create_or_update(three_datastores()[0])
+    store = "azureml://datastores/Blob_Store/paths"
+    writer = ml_client.jobs.create_or_update(command(
+        command="mkdir -p ${{outputs.out}} && echo hello > ${{outputs.out}}/greeting.txt", environment=ENV,
+        outputs={"out": Output(type="uri_folder", path=f"{store}/greetings/")},
+    ))
+    assert helpers.wait_for_status(ml_client, writer.name) == "Completed"
+    assert (ml_client.root / "datastores" / "blob_store" / "greetings" / "greeting.txt").read_text() == "hello\n"
+
+    ml_client.data.create_or_update(Data(name="greeting", path=f"{store}/greetings/greeting.txt", type="uri_file"))
+    reader = ml_client.jobs.create_or_update(command(
+        code=str(code_dir), command="python seen.py ${{inputs.file}} ${{inputs.folder}}", environment=ENV,
+        inputs={"file": Input(type="uri_file", path="azureml:greeting:1"), "folder": Input(type="uri_folder", path=f"{store}/greetings/")},
+    ))
+    assert helpers.wait_for_status(ml_client, reader.name) == "Completed"
+    ml_client.jobs.download(reader.name, download_path=tmp_path / "dl")
+    seen = json.loads((tmp_path / "dl" / "artifacts" / "outputs" / "seen.json").read_text())
+    assert [item.get("text") or item.get("listing") for item in seen] == ["hello\n", ["greeting.txt"]]
+
+
 # --------------------------------------------------------------------------- injected faults
 def test_every_operation_group_meets_faults_before_and_after_and_a_recording_counts_the_callers_calls(ml_client, tmp_path, monkeypatch):
     from azure.core.exceptions import HttpResponseError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from azure.ai.ml import Output, command
-from azure.ai.ml.entities import AmlCompute, Data, Environment, Model
+from azure.ai.ml.entities import AmlCompute, AzureBlobDatastore, Data, Environment, Model
 
 from localml.errors import LocalMLValidationError
 from localml.workspace import contained
@@ -50,6 +50,14 @@ def test_a_data_asset_whose_datastore_path_climbs_to_etc_is_refused_and_not_regi
     escape = BLOBSTORE + "../" * 12 + "etc/hostname"
     with pytest.raises(LocalMLValidationError, match="leads outside"):
         ml_client.data.create_or_update(Data(name="hostname", path=escape, type="uri_file"))
+    assert list(ml_client.data.list()) == []
+
+
+@pytest.mark.parametrize("path", ["../" * 12 + "etc/hostname", "../workspaceblobstore/x.csv", "a/../../../../x.csv"])
+def test_a_path_that_climbs_out_of_a_registered_datastore_is_refused_and_not_registered(ml_client, path):
+    ml_client.datastores.create_or_update(AzureBlobDatastore(name="own_store", account_name="acct", container_name="c"))
+    with pytest.raises(LocalMLValidationError, match="leads outside"):
+        ml_client.data.create_or_update(Data(name="escaped", path=f"azureml://datastores/own_store/paths/{path}", type="uri_file"))
     assert list(ml_client.data.list()) == []
 
 
@@ -152,6 +160,15 @@ def test_a_compute_with_a_name_azure_refuses_is_not_created(ml_client, tmp_path,
     with pytest.raises(LocalMLValidationError) as refused:
         ml_client.compute.begin_create_or_update(AmlCompute(name=name, max_instances=1))
     assert "letters, digits and hyphens, starting with a letter, not ending with a hyphen, 2 to 16 characters" in str(refused.value)
+    assert written(ml_client, tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["../evil", "my-store", "a/b", "s" * 300])
+def test_a_datastore_with_a_name_azure_refuses_is_not_created(ml_client, tmp_path, name):
+    before = written(ml_client, tmp_path)
+    with pytest.raises(LocalMLValidationError) as refused:
+        ml_client.datastores.create_or_update(AzureBlobDatastore(name=name, account_name="acct", container_name="c"))
+    assert str(refused.value).startswith("Datastore name") and "letters, digits and '_', at most 255 characters" in str(refused.value)
     assert written(ml_client, tmp_path) == before
 
 

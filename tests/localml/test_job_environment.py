@@ -48,6 +48,13 @@ def test_a_jobs_own_variable_wins_over_a_passed_through_one(ml_client, helpers, 
     assert environment_of(ml_client, helpers, job)["MODE"] == "job"
 
 
+def test_a_job_gives_mlflow_its_name_as_a_tag_for_what_it_logs_beside_the_tags_its_own_environment_gives(ml_client, helpers):
+    # MLFLOW_RUN_CONTEXT: the tags MLflow puts on what it creates, so a model logged with no run started names its job
+    job = command(command=PRINT_ENVIRONMENT, environment=ENV, environment_variables={"MLFLOW_RUN_CONTEXT": '{"team": "fraud"}'})
+    seen = environment_of(ml_client, helpers, job)
+    assert json.loads(seen["MLFLOW_RUN_CONTEXT"]) == {"team": "fraud", "localml.job": seen["MLFLOW_RUN_ID"]}
+
+
 def test_a_sweeps_trials_get_the_passthrough_variables_through_the_sweeps_driver(ml_client, helpers, monkeypatch, tmp_path):
     # the driver is localml's stand-in for Azure's sweep service, itself a job: it must still start, and pass the list on
     code = tmp_path / "trial"

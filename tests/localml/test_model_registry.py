@@ -17,9 +17,11 @@ import pandas as pd
 import pytest
 from azure.ai.ml import Input, command
 from azure.ai.ml.entities import Model
+from azure.core.exceptions import ResourceNotFoundError
 from sklearn.linear_model import LogisticRegression
 
 from localml import LocalMLClient
+from localml.errors import LocalMLValidationError
 
 ENV = "AzureML-sklearn-1.5@latest"
 ROWS = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 0.5, 2.5], "b": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]})
@@ -123,6 +125,66 @@ def test_explicit_versions_keep_their_numbers_and_the_next_number_follows_on_bot
     assert after.version == "7"
     assert [m.version for m in ml_client.models.list(name="clf")] == ["5", "best", "6", "7"]
     assert sorted(int(v.version) for v in mlflow_client.search_model_versions("name = 'clf'")) == [5, 6, 7]
+
+
+# --------------------------------------------------------------------------- models a job logged the MLflow 3 way
+
+#: A training script as Azure users write it: the first model logged with no run started (MLflow 3 then links it to
+#: no run), the second inside ``mlflow.start_run()`` (the job's run, from MLFLOW_RUN_ID: linked to it).
+LOGGING_SCRIPT = """
+import mlflow, mlflow.sklearn, pandas as pd
+from mlflow.models import infer_signature
+from sklearn.linear_model import LogisticRegression
+rows = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 0.5, 2.5], "b": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]})
+model = LogisticRegression().fit(rows, [0, 0, 1, 1, 0, 1])
+kwargs = dict(signature=infer_signature(rows, model.predict(rows)), serialization_format="cloudpickle", pip_requirements=["scikit-learn"])
+mlflow.sklearn.log_model(model, "model", **kwargs)
+with mlflow.start_run():
+    mlflow.sklearn.log_model(model, name="linked", **kwargs)
+"""
+
+
+@pytest.fixture
+def logging_job(ml_client, tmp_path, helpers) -> str:
+    """The name of a completed job that ran LOGGING_SCRIPT."""
+    code = folder(tmp_path / "logging", **{"train.py": LOGGING_SCRIPT})
+    job = ml_client.jobs.create_or_update(command(code=str(code), command="python train.py", environment=ENV))
+    assert helpers.wait_for_status(ml_client, job.name) == "Completed"
+    return job.name
+
+
+def test_a_model_a_job_logged_the_mlflow_3_way_registers_from_the_job_its_run_and_its_model_id(ml_client, mlflow_client, logging_job):
+    import mlflow.pyfunc
+
+    experiment = mlflow_client.get_run(logging_job).info.experiment_id
+    (linked,) = [m for m in mlflow_client.search_logged_models([experiment]) if m.name == "linked"]
+    from_job = ml_client.models.create_or_update(
+        Model(name="from-job", path=f"azureml://jobs/{logging_job}/outputs/artifacts/paths/model/", type="mlflow_model")
+    )
+    from_run = ml_client.models.create_or_update(Model(name="from-run", path=f"runs:/{logging_job}/linked", type="mlflow_model"))
+    from_id = ml_client.models.create_or_update(Model(name="from-id", path=f"models:/{linked.model_id}", type="mlflow_model"))
+    for model, folder_name in ((from_job, "model"), (from_run, "linked"), (from_id, "linked")):
+        assert (model.version, model.job_name) == ("1", logging_job)
+        assert stored(ml_client, model).name == folder_name  # named as the model, not MLflow's 'artifacts' folder
+        assert mlflow_client.get_model_version(model.name, "1").run_id == logging_job
+        predictions = mlflow.pyfunc.load_model(str(stored(ml_client, model))).predict(ROWS)
+        assert list(predictions) == list(LogisticRegression().fit(ROWS, LABELS).predict(ROWS))
+    assert from_run.path == from_id.path  # one model, reached two ways
+
+
+def test_a_name_a_job_neither_wrote_nor_logged_is_not_found_and_a_path_out_of_its_model_is_refused(ml_client, logging_job):
+    with pytest.raises(ResourceNotFoundError, match=r"'nothing'.*Known: .*model linked, model model"):
+        ml_client.models.create_or_update(Model(name="x", path=f"runs:/{logging_job}/nothing", type="custom_model"))
+    with pytest.raises(LocalMLValidationError, match=f"The path in model 'model' of run '{logging_job}' '../x' leads outside"):
+        ml_client.models.create_or_update(Model(name="x", path=f"runs:/{logging_job}/model/../x", type="custom_model"))
+    assert list(ml_client.models.list()) == []
+
+
+def test_a_models_uri_that_names_no_logged_model_is_refused_saying_which_uri_to_use(ml_client):
+    with pytest.raises(ResourceNotFoundError, match="Logged model 'm-0123456789abcdef'"):
+        ml_client.models.create_or_update(Model(name="x", path="models:/m-0123456789abcdef", type="mlflow_model"))
+    with pytest.raises(LocalMLValidationError, match=r"Give models:/<model_id>.*azureml:<name>:<version>"):
+        ml_client.models.create_or_update(Model(name="x", path="models:/clf/1", type="mlflow_model"))
 
 
 # --------------------------------------------------------------------------- MLflow -> ml_client.models
