@@ -3,13 +3,13 @@
 #   make test   set up .venv (and Chromium, which checks the RAI dashboard renders) and run the test suite
 #   make test-slow  the slow tests: AutoML searches, whole RAI reviews, long sweeps, a killed flow re-run (CI runs them)
 #   make e2e    the end-to-end tests: the local stack through the Prefect UI in Chromium, schedules, events,
-#               20 runs at once on PostgreSQL (CI runs them)
+#               20 runs at once on SQLite and on PostgreSQL (CI runs them)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-faults test-load-sqlite e2e bench clean chromium postgresql
+.PHONY: setup demo test test-slow test-faults e2e bench clean chromium postgresql
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,7 @@ test-slow: $(STAMP) chromium
 	$(BIN)/python -m pytest -m slow
 
 e2e: $(STAMP) chromium postgresql
-	$(BIN)/python -m pytest -m 'e2e and not campaign'
-
-# the load test on SQLite: Prefect's server locks under it (see tests/e2e/test_load.py; not in CI)
-test-load-sqlite: $(STAMP)
-	$(BIN)/python -m pytest -m campaign -s tests/e2e/test_load.py
+	$(BIN)/python -m pytest -m e2e
 
 # the load test runs the stack on PostgreSQL: Debian's server programs, installed if missing
 postgresql:

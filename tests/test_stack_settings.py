@@ -91,3 +91,15 @@ def test_up_will_not_switch_the_database_under_a_running_server(monkeypatch, tmp
     assert up(Stack(state=state).remembered(database="postgresql")) == 2
     assert "the Prefect server is running on sqlite; stop the stack first (amlflows down)" in capsys.readouterr().err
     assert json.loads((state / "stack.json").read_text())["database"] == "sqlite"
+
+
+def test_status_lists_each_service_and_says_when_the_stack_is_not_all_running(monkeypatch, tmp_path, capsys):
+    from amlflows.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".amlflows").mkdir()
+    (tmp_path / ".amlflows" / "stack.json").write_text('{"database": "postgresql", "workers": 2}')
+    assert main(["status"]) == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["prefect-server", "worker", "worker-2", "mlflow-ui", "postgres"]
+    assert all(line.endswith("not running") for line in lines)
