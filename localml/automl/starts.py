@@ -54,7 +54,9 @@ def _data_dependent(flaml_task: str, X: np.ndarray, y: np.ndarray, name: str) ->
 
 def _inside(value, domain):
     """``value`` moved to the nearest bound of a numeric ``domain`` it lies outside (kept as is otherwise)."""
-    lower, upper = getattr(domain, "lower", None), getattr(domain, "upper", None)
-    if lower is None or upper is None or not isinstance(value, (int, float)):
+    from flaml.tune.sample import Float, Integer
+
+    if not isinstance(domain, (Float, Integer)) or not isinstance(value, (int, float)):
         return value
-    return type(value)(min(max(value, lower), upper))
+    bounded = min(max(value, domain.lower), domain.upper)
+    return int(bounded) if isinstance(domain, Integer) else bounded
