@@ -319,8 +319,9 @@ def _plan_featurization(data: pd.DataFrame, settings: AutoMLSettings, method: st
 def _run_search(search: Search, settings: AutoMLSettings, started: float):
     """FLAML's search within what is left of the job's timeout; returns FLAML's AutoML and its trials."""
     budget = settings.timeout_seconds - (time.time() - started) - FINISHING_RESERVE_SECONDS
-    log(f"searching {', '.join(search_order(settings.estimators))} (each from a strong start, in this order) "
-        f"for the best {settings.primary_metric} within {max(budget, 1):.0f} s")
+    order = search_order(settings.estimators)
+    log(f"searching {', '.join(order)} for the best {settings.primary_metric} within {max(budget, 1):.0f} s; "
+        f"each starts from a strong configuration, {order[0]} first")
     log_file = Path("logs") / "flaml.log"
     log_file.parent.mkdir(exist_ok=True)
     search_started = time.time()
