@@ -30,6 +30,7 @@ from amlkit.automl.featurization import (
 from amlkit.automl.settings import AutoMLSettings, algorithm_table
 from amlkit.metrics import classification_metrics, loss, regression_metrics
 from amlkit.mltable import load_mltable
+from localml.automl.starts import search_order, starting_points
 from localml.tracking import Tracking
 
 SUMMARY_FILE = "automl_summary.json"
@@ -107,6 +108,14 @@ class Search:
         self.exit.check(primary)
         return loss(primary, self.settings.maximize), values
 
+    def starting_points(self) -> dict[str, dict]:
+        """Each algorithm's strong first configuration, for the rows FLAML will train on."""
+        rows = len(self.X)
+        if self.X_val is None and not self.settings.n_cross_validations:
+            # FLAML's holdout split: its training part bounds the search space (rounded down to stay inside)
+            rows = int(rows * (1 - self.settings.validation_data_size))
+        return starting_points(self.flaml_task, self.X, self.y, self.settings.estimators, rows)
+
     def run(self, time_budget: float, log_file: Path):
         from flaml import AutoML
 
@@ -116,7 +125,8 @@ class Search:
         options = dict(
             task=self.flaml_task,
             metric=self.metric,
-            estimator_list=settings.estimators,
+            estimator_list=search_order(settings.estimators),
+            starting_points=self.starting_points(),
             time_budget=time_budget,
             max_iter=settings.max_trials,
             early_stop=settings.early_termination,
@@ -309,7 +319,9 @@ def _plan_featurization(data: pd.DataFrame, settings: AutoMLSettings, method: st
 def _run_search(search: Search, settings: AutoMLSettings, started: float):
     """FLAML's search within what is left of the job's timeout; returns FLAML's AutoML and its trials."""
     budget = settings.timeout_seconds - (time.time() - started) - FINISHING_RESERVE_SECONDS
-    log(f"searching {', '.join(settings.estimators)} for the best {settings.primary_metric} within {max(budget, 1):.0f} s")
+    order = search_order(settings.estimators)
+    log(f"searching {', '.join(order)} for the best {settings.primary_metric} within {max(budget, 1):.0f} s; "
+        f"each starts from a strong configuration, {order[0]} first")
     log_file = Path("logs") / "flaml.log"
     log_file.parent.mkdir(exist_ok=True)
     search_started = time.time()

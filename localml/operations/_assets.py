@@ -79,7 +79,7 @@ class VersionedAssetOperations:
             self._catalog.insert_asset(db, self.kind, name, version, record)
         return self._catalog.get_asset(self.kind, name, version)
 
-    def _get_record(self, name: str, version: str | None = None, label: str | None = None) -> dict:
+    def _get_record(self, name: str, version: str | int | None = None, label: str | None = None) -> dict:
         if version is not None and label is not None:
             raise LocalMLValidationError(f"Give either a version or a label for {self.title} '{name}', not both.")
         if version is None and label is None:
@@ -93,7 +93,7 @@ class VersionedAssetOperations:
             raise not_found(self.title, name, version, known=known)
         return record
 
-    def get(self, name: str, version: str | None = None, label: str | None = None) -> Any:
+    def get(self, name: str, version: str | int | None = None, label: str | None = None) -> Any:
         return self._to_entity(self._get_record(name, version, label))
 
     def resolve_reference(self, reference: str) -> dict:

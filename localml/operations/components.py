@@ -60,7 +60,7 @@ class ComponentOperations(VersionedAssetOperations):
             spec["code"] = upload_code(self._workspace, spec["code"])
         return self._to_entity(self._register(name, version or spec_version, {"spec": spec}))
 
-    def get(self, name: str, version: str | None = None, label: str | None = None) -> Component:
+    def get(self, name: str, version: str | int | None = None, label: str | None = None) -> Component:
         """Version ``version``, or the one ``label`` names; the latest when neither is given (as Azure does for components)."""
         self._register_builtins()
         return super().get(name, version, "latest" if version is None and label is None else label)

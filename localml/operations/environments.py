@@ -53,9 +53,11 @@ class EnvironmentOperations(VersionedAssetOperations):
         }
         return self._to_entity(self._register(environment.name, environment.version, record))
 
-    def get(self, name: str, version: str | None = None, label: str | None = None) -> Environment:
+    def get(self, name: str, version: str | int | None = None, label: str | None = None) -> Environment:
         if is_curated(name):
-            return Environment(name=name, version=version or "latest", description="Curated: runs on the current interpreter.")
+            # Azure takes the version as an int too; the entity holds it as text
+            version = "latest" if version is None else str(version)
+            return Environment(name=name, version=version, description="Curated: runs on the current interpreter.")
         return super().get(name, version, label)
 
     def _to_entity(self, record: dict) -> Environment:

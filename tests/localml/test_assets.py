@@ -344,6 +344,30 @@ def test_environment_versions(ml_client, tmp_path):
     assert ml_client.environments.runtime_for(ENV) == ({"interpreter": sys.executable}, [])
 
 
+def _register_version_44(ml_client, kind, tmp_path):
+    """Register version 44 of an asset of ``kind``; returns its name (a curated environment needs none)."""
+    file = write(tmp_path / "data.csv", "a\n1\n")
+    if kind == "data":
+        ml_client.data.create_or_update(Data(name="answers", version="44", path=str(file), type="uri_file"))
+    elif kind == "models":
+        ml_client.models.create_or_update(Model(name="answers", version="44", path=str(file), type="custom_model"))
+    elif kind == "environments":
+        ml_client.environments.create_or_update(Environment(name="answers", version="44", image="python:3.11-slim"))
+    elif kind == "components":
+        component = command(name="answers", command="echo 42", environment=ENV).component
+        component.version = "44"
+        ml_client.components.create_or_update(component)
+    return "AzureML-sklearn-1.5" if kind == "curated environments" else "answers"
+
+
+@pytest.mark.parametrize("kind", ["data", "models", "environments", "components", "curated environments"])
+def test_every_asset_kind_gets_a_version_given_as_an_int_as_azure_does(ml_client, tmp_path, kind):
+    name = _register_version_44(ml_client, kind, tmp_path)
+    operations = getattr(ml_client, kind.removeprefix("curated "))
+    asset = operations.get(name, version=44)
+    assert (asset.name, asset.version) == (name, "44")
+
+
 def test_workspace_tracking_uri_and_default_datastore(ml_client):
     workspace = ml_client.workspaces.get(ml_client.workspace_name)
     assert workspace.name == ml_client.workspace_name == "localml"

@@ -292,6 +292,60 @@ def test_exit_score_ends_the_search_early(automl_jobs, helpers):
     assert float(job.properties["best_score"]) >= 0.5
 
 
+
+def _numbers(params: dict[str, str]) -> dict:
+    """MLflow's text parameters as numbers where they are numbers."""
+    def value(text):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return {key: value(text) for key, text in params.items() if key != "algorithm"}
+
+
+def _suggested(estimator: str) -> dict:
+    """FLAML's zero-shot (data-dependent) configuration for ``estimator`` on the diabetes sample."""
+    from flaml.default import suggest_config
+
+    diabetes = pd.read_csv(DIABETES_DIR / "diabetes.csv")
+    return suggest_config("binary", diabetes[FEATURES].to_numpy(), diabetes["Diabetic"].to_numpy(), estimator, k=1)[0]["hyperparameters"]
+
+
+def test_first_trial_of_each_algorithm_starts_from_its_strong_configuration(automl_jobs, helpers):
+    client, name = automl_jobs.client, automl_jobs.ensemble.name
+    first = {}
+    for run in child_runs(client, finished(helpers, client, name)):
+        first.setdefault(run.data.params["algorithm"], _numbers(run.data.params))
+    # FLAML's data-dependent defaults, not its cheapest model (4 trees of 4 leaves)
+    assert first["LightGBM"] == pytest.approx(_suggested("lgbm"))
+    # the forest's suggestion has more leaves than FLAML allows for 8,000 training rows (half of them): it starts at that bound
+    assert first["RandomForest"] == pytest.approx({**_suggested("rf"), "max_leaves": 4000})
+
+
+def test_strong_starts_keep_flamls_suggestions_inside_its_search_space_and_scikit_learns_defaults():
+    from flaml.automl.contrib.histgb import HistGradientBoostingEstimator
+    from flaml.automl.task.factory import task_factory
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from localml.automl.starts import search_order, starting_points
+
+    diabetes = pd.read_csv(DIABETES_DIR / "diabetes.csv")
+    estimators = ["sgd", "kneighbor", "rf", "extra_tree", "lgbm", "histgb", "xgboost"]
+    points = starting_points("binary", diabetes[FEATURES].to_numpy(), diabetes["Diabetic"].to_numpy(), estimators, 10000)
+    assert points["lgbm"] == _suggested("lgbm") and points["extra_tree"] == _suggested("extra_tree")
+    # FLAML bounds trees by the rows (XGBoost suggests 13,499) and a forest's leaves by half of them
+    assert points["xgboost"] == {**_suggested("xgboost"), "n_estimators": 10000}
+    assert points["rf"] == {**_suggested("rf"), "max_leaves": 5000}
+    # GradientBoosting has no FLAML suggestion: scikit-learn's own defaults (but the smallest l2 FLAML allows)
+    chosen = HistGradientBoostingEstimator(task_factory("binary"), **points["histgb"]).params
+    defaults = HistGradientBoostingClassifier().get_params()
+    for key in ("max_iter", "max_leaf_nodes", "min_samples_leaf", "learning_rate", "max_bins"):
+        assert chosen[key] == pytest.approx(defaults[key]), key
+    # FLAML's own first SGD and KNN configurations already are their library's defaults
+    assert "sgd" not in points and "kneighbor" not in points
+    assert search_order(estimators) == ["lgbm", "xgboost", "histgb", "extra_tree", "rf", "kneighbor", "sgd"]
+
+
 # -- submission checks: bad input fails at create_or_update, and no job exists -------------------
 
 def _classification(path, *, target="Diabetic", input_type="mltable"):
