@@ -41,7 +41,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # the temporary server of a first run builds its database first: on a busy 2-core machine that outlasts Prefect's 20 s
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from amlflows.stack import DATABASES
+from amlflows.stack import DATABASES, MAX_WORKERS
 from flows.baseline import BaselineParameters, baseline
 from flows.monitor import MonitorParameters, monitor
 from flows.rai_review import RAIReviewParameters, rai_review
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the local stack: Prefect server, work pool, every deployment, workers, the MLflow UI")
     up.add_argument("--database", choices=DATABASES, help="the Prefect server's database: sqlite (the default), or postgresql, "
                     "a PostgreSQL of the stack's own in .amlflows/postgres (for many runs at once); remembered for the next up")
-    up.add_argument("--workers", type=_worker_count, metavar="N", help="process workers on the pool (default 1, at most 16); remembered")
+    up.add_argument("--workers", type=_worker_count, metavar="N", help=f"process workers on the pool (default 1, at most {MAX_WORKERS}); remembered")
     commands.add_parser("status", help="what `amlflows up` started that is running")
     commands.add_parser("down", help="stop what `amlflows up` started")
     run = commands.add_parser("run", help="run a flow now, in this process")
@@ -213,8 +213,8 @@ def run_flow(name: str, options: dict[str, Any]) -> int:
 
 
 def _worker_count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 16:
-        raise argparse.ArgumentTypeError(f"a whole number from 1 to 16, not {text!r}")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_WORKERS}, not {text!r}")
     return int(text)
 
 

@@ -35,6 +35,8 @@ POOL_TEMPLATE = Path("deployments/process-pool.json")
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 10.0
 DATABASES = ("sqlite", "postgresql")
+#: workers on one machine: more only queue for its cores
+MAX_WORKERS = 16
 #: the user's own database for the Prefect server, under either of Prefect's names for the setting
 DATABASE_SETTINGS = ("PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
 
@@ -53,13 +55,17 @@ class Stack:
 
     def remembered(self, database: str | None = None, workers: int | None = None) -> "Stack":
         """This stack with the choices an earlier ``up`` saved, overridden by the ones given now."""
-        saved = json.loads(self.choices_file.read_text()) if self.choices_file.is_file() else {}
+        saved = self.saved_choices()
         return dataclasses.replace(self, database=database or saved.get("database", self.database),
                                    workers=workers or saved.get("workers", self.workers))
 
     @property
     def choices_file(self) -> Path:
         return self.state / "stack.json"
+
+    def saved_choices(self) -> dict:
+        """The database and workers the last ``up`` started with (none before the first)."""
+        return json.loads(self.choices_file.read_text()) if self.choices_file.is_file() else {}
 
     @property
     def prefect_home(self) -> Path:
@@ -172,8 +178,8 @@ def _choice_problem(stack: Stack) -> str | None:
     """What is wrong with the database and worker choices, before anything starts."""
     if stack.database not in DATABASES:
         return f"--database must be one of {', '.join(DATABASES)}, not {stack.database!r}."
-    if not isinstance(stack.workers, int) or not 1 <= stack.workers <= 16:
-        return f"--workers must be a whole number from 1 to 16, not {stack.workers!r}."
+    if not isinstance(stack.workers, int) or not 1 <= stack.workers <= MAX_WORKERS:
+        return f"--workers must be a whole number from 1 to {MAX_WORKERS}, not {stack.workers!r}."
     if stack.database == "postgresql" and (setting := next((n for n in DATABASE_SETTINGS if os.environ.get(n)), None)):
         return (f"{setting} names a database of your own, and --database postgresql would start another: "
                 f"unset {setting} to use the stack's PostgreSQL, or leave out --database to use yours.")
@@ -188,7 +194,7 @@ def _running_database(stack: Stack) -> str | None:
     """The database the running server was started on (the choice saved when it started), None when none runs."""
     if _pid(stack.state, "prefect-server") is None:
         return None
-    return dataclasses.replace(stack, database="sqlite").remembered().database
+    return stack.saved_choices().get("database", "sqlite")
 
 
 def _start_postgres(stack: Stack) -> None:
