@@ -6,7 +6,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from azure.ai.ml.entities import AmlCompute, Component, Data, Datastore, Environment, Job, Model
+from azure.ai.ml.entities import (
+    AmlCompute,
+    Component,
+    Data,
+    Datastore,
+    Environment,
+    Job,
+    Model,
+    OnlineDeployment,
+    OnlineEndpoint,
+)
 
 from localml.errors import UnsupportedFeatureError
 from localml.faults import FaultInjector
@@ -17,19 +27,24 @@ from localml.operations.datastores import DatastoreOperations
 from localml.operations.environments import EnvironmentOperations
 from localml.operations.jobs import JobOperations
 from localml.operations.models import ModelOperations
+from localml.operations.online_deployments import OnlineDeploymentOperations
+from localml.operations.online_endpoints import OnlineEndpointOperations
 from localml.operations.workspaces import WorkspaceOperations
 from localml.pollers import DonePoller
+from localml.serving.supervisor import Supervisor
 from localml.workspace import LocalWorkspace
 
 ROOT_ENV_VAR = "LOCALML_ROOT"
 #: MLClient operation groups localml does not serve yet: using one says so instead of an AttributeError.
 NOT_YET_SERVED = frozenset({
-    "online_endpoints", "online_deployments", "batch_endpoints", "batch_deployments",
+    "batch_endpoints", "batch_deployments",
     "schedules", "registries", "feature_stores", "feature_sets", "connections", "serverless_endpoints",
     "marketplace_subscriptions", "indexes", "evaluators", "capability_hosts",
 })
 #: What a workspace serves and a registry does not.
-WORKSPACE_ONLY = frozenset({"workspaces", "datastores", "data", "models", "environments", "compute", "jobs"})
+WORKSPACE_ONLY = frozenset({
+    "workspaces", "datastores", "data", "models", "environments", "compute", "jobs", "online_endpoints", "online_deployments",
+})
 DEFAULT_ROOT = ".localml"
 
 
@@ -64,6 +79,12 @@ class LocalMLClient:
         self.environments = faults.wrap("environments", environments)
         self.compute = faults.wrap("compute", compute)
         self.jobs = faults.wrap("jobs", JobOperations(self._workspace, data, models, environments, compute, components))
+        supervisor = Supervisor(self._workspace)
+        endpoints = OnlineEndpointOperations(self._workspace, supervisor)
+        self.online_endpoints = faults.wrap("online_endpoints", endpoints)
+        self.online_deployments = faults.wrap(
+            "online_deployments", OnlineDeploymentOperations(self._workspace, supervisor, endpoints, models, environments)
+        )
 
     @property
     def root(self) -> Path:
@@ -90,8 +111,13 @@ class LocalMLClient:
         raise UnsupportedFeatureError(f"create_or_update of {type(entity).__name__}")
 
     def begin_create_or_update(self, entity: Any, **kwargs) -> DonePoller:
+        """Dispatch on the entity's type, as ``MLClient.begin_create_or_update`` does."""
         if isinstance(entity, AmlCompute):
             return self.compute.begin_create_or_update(entity)
+        if isinstance(entity, OnlineEndpoint):
+            return self.online_endpoints.begin_create_or_update(entity, **kwargs)
+        if isinstance(entity, OnlineDeployment):
+            return self.online_deployments.begin_create_or_update(entity, **kwargs)
         raise UnsupportedFeatureError(f"begin_create_or_update of {type(entity).__name__}")
 
     def __getattr__(self, name: str) -> Any:

@@ -77,6 +77,21 @@ def test_an_experiment_name_that_could_name_a_folder_elsewhere_is_refused(name, 
 
 
 def test_no_rule_accepts_a_name_that_climbs_out_of_a_folder():
-    for rule in (names.DATA, names.MODEL, names.ENVIRONMENT, names.COMPONENT, names.COMPUTE, names.EXPERIMENT, names.JOB):
+    for rule in (names.DATA, names.MODEL, names.ENVIRONMENT, names.COMPONENT, names.COMPUTE, names.EXPERIMENT, names.JOB,
+                 names.ENDPOINT, names.DEPLOYMENT):
         for name in ("..", ".", "../x", "a/../b", "a\\b"):
             assert rule.problem(name) is not None, (rule.kind, name)
+
+
+@pytest.mark.parametrize("name", ["diabetes-ep", "blue", "ep1", "a" * 32, "ab", "a" * 33, "1ep", "ep-", "ep_1", "ep.1"])
+def test_the_endpoint_and_deployment_rules_accept_exactly_what_the_sdk_accepts(name):
+    from azure.ai.ml.entities._endpoint._endpoint_helpers import validate_endpoint_or_deployment_name
+    from azure.ai.ml.exceptions import ValidationException
+
+    try:
+        validate_endpoint_or_deployment_name(name)
+        sdk_accepts = True
+    except ValidationException:
+        sdk_accepts = False
+    assert (names.ENDPOINT.problem(name) is None) == sdk_accepts
+    assert (names.DEPLOYMENT.problem(name) is None) == sdk_accepts
