@@ -141,16 +141,26 @@ class OnlineDeploymentOperations:
 
     # -- what a deployment serves, and how -----------------------------------------------------
     def _served(self, deployment: ManagedOnlineDeployment) -> dict:
-        """The model, scoring code and environment of the row, resolved and registered now, so a bad one fails here."""
-        model = self._model(deployment)
-        code = deployment.code_configuration
+        """The model, scoring code and environment of the row. Every check comes first; only then are a local model
+        and code folder copied in (the model registered as Azure registers a ``Model(path=...)``) and an inline
+        environment registered, so a refused deployment leaves nothing behind."""
         where = f"Deployment '{deployment.name}'"
+        model, code = self._model(deployment), deployment.code_configuration
         if code is None and (model is None or model.type != "mlflow_model"):
-            what = f"model '{model.name}:{model.version}' is a {model.type}" if model else "it has no model"
+            what = f"its model is a {model.type}" if model else "it has no model"
             raise LocalMLValidationError(
                 f"{where}: {what}, so it needs a scoring script: give code_configuration=CodeConfiguration(code='./src', "
                 "scoring_script='score.py') and an environment, or deploy an MLflow model (type mlflow_model), which needs none."
             )
+        if code is not None:
+            _check_scoring_script(where, code, self._code_folder(code.code))
+            if deployment.environment is None:
+                raise LocalMLValidationError(
+                    f"{where} runs a scoring script, so it needs an environment: name a curated one ('AzureML-sklearn-1.5@latest' "
+                    "runs on localml's own interpreter) or give an Environment with a conda_file."
+                )
+        if model is not None and model.path and not str(model.path).startswith("azureml://"):
+            model = self._models.create_or_update(model)  # a local path: registered now, as Azure's SDK does
         served = {
             "model": f"azureml:{model.name}:{model.version}" if model else None,
             "model_path": model.path if model else None,
@@ -158,17 +168,15 @@ class OnlineDeploymentOperations:
             "code": None, "code_path": None, "scoring_script": None,
         }
         if code is not None:
-            served.update(self._code(where, code))
-            if deployment.environment is None:
-                raise LocalMLValidationError(
-                    f"{where} runs a scoring script, so it needs an environment: name a curated one ('AzureML-sklearn-1.5@latest' "
-                    "runs on localml's own interpreter) or give an Environment with a conda_file."
-                )
+            reference = upload_code(self._workspace, code.code)
+            path = self._catalog.get_asset("code", reference.split(":")[1], "1")["path"]
+            served.update(code=reference, code_path=path, scoring_script=str(code.scoring_script))
         environment = self._environment(deployment.environment)
         runtime, warnings = self._environments.runtime_for(environment)
         return {**served, "environment": environment, "runtime": runtime, "warnings": warnings}
 
     def _model(self, deployment: ManagedOnlineDeployment) -> Model | None:
+        """The deployment's model: a registered version, or its ``Model(path=...)`` as given (registered later)."""
         model = deployment.model
         if model is None:
             return None
@@ -178,22 +186,17 @@ class OnlineDeploymentOperations:
                 raise LocalMLValidationError(f"Deployment '{deployment.name}': model '{model}' is not a model reference; "
                                              "use azureml:<name>:<version>, azureml:<name>@latest or a Model entity.")
             return self._models.get(reference.name, reference.version, reference.label)
-        if model.path:  # a local folder (or a job's output): registered as Azure registers it, anonymously if unnamed
-            return self._models.create_or_update(model)
+        if model.path:
+            model.type = model.type or "custom_model"  # Azure's default type, which the registration takes too
+            return model
         return self._models.get(model.name, model.version, None if model.version else "latest")
 
-    def _code(self, where: str, code: CodeConfiguration) -> dict:
-        reference = upload_code(self._workspace, code.code)
-        path = self._catalog.get_asset("code", reference.split(":")[1], "1")["path"]
-        script = str(code.scoring_script or "")
-        folder = self._workspace.resolve_uri(path)
-        if not script or not (folder / script).is_file():
-            found = sorted(p.name for p in folder.glob("*.py")) if folder.is_dir() else []
-            raise LocalMLValidationError(
-                f"{where}: scoring script {script!r} is not in its code folder {code.code} (Python files there: "
-                f"{', '.join(found) or 'none'}). Set code_configuration.scoring_script to the file that defines init() and run()."
-            )
-        return {"code": reference, "code_path": path, "scoring_script": script}
+    def _code_folder(self, code: str | None):
+        """The local folder of ``code_configuration.code``: a folder, or a code snapshot this workspace holds."""
+        if code and str(code).startswith("azureml:"):
+            reference = upload_code(self._workspace, code)  # checks the snapshot exists, copies nothing
+            return self._workspace.resolve_uri(self._catalog.get_asset("code", reference.split(":")[1], "1")["path"])
+        return self._workspace.resolve_uri(str(code or ""))
 
     def _environment(self, environment: str | Environment | None) -> str | None:
         """A reference the environments resolve: curated names as they are, an inline Environment registered (as Azure does)."""
@@ -261,6 +264,16 @@ class OnlineDeploymentOperations:
             tags=row["tags"],
             properties={"localml.error": row["error"]} if row["error"] else {},
             provisioning_state=row["provisioning_state"],
+        )
+
+
+def _check_scoring_script(where: str, code: CodeConfiguration, folder) -> None:
+    script = str(code.scoring_script or "")
+    if not script or not (folder / script).is_file():
+        found = sorted(p.name for p in folder.glob("*.py")) if folder.is_dir() else []
+        raise LocalMLValidationError(
+            f"{where}: scoring script {script!r} is not in its code folder {code.code} (Python files there: "
+            f"{', '.join(found) or 'none'}). Set code_configuration.scoring_script to the file that defines init() and run()."
         )
 
 
