@@ -9,7 +9,6 @@ environment if it needs one and starts the hosts (``localml.serving.supervisor``
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.parse
 import urllib.request
 from typing import Iterator
@@ -35,14 +34,7 @@ from localml.operations.environments import EnvironmentOperations, is_curated
 from localml.operations.models import ModelOperations
 from localml.operations.online_endpoints import OnlineEndpointOperations, bearer, refuse_local
 from localml.pollers import DonePoller, WaitingPoller
-from localml.serving.records import (
-    DEPLOYMENT_KIND,
-    IN_PROGRESS,
-    deployment_key,
-    deployment_row,
-    deployment_rows,
-    save_deployment,
-)
+from localml.serving.records import IN_PROGRESS, deployment_row, deployment_rows
 from localml.serving.supervisor import Supervisor, tail
 from localml.workspace import LocalWorkspace
 
@@ -81,12 +73,8 @@ class OnlineDeploymentOperations:
             "error": None, "provisioner": None,
         }
         existing = deployment_row(self._catalog, endpoint, name)
-        if existing is not None:
-            self._supervisor.stop(endpoint, name)
         row.update(provisioning_state="Updating" if existing else "Creating", instances=[None] * row["instance_count"])
-        save_deployment(self._catalog, row)
-        self._supervisor.write_endpoint_file(endpoint)  # an updated deployment takes no requests until it is ready again
-        self._supervisor.start_provisioner(endpoint, name)
+        self._supervisor.start_deployment(row)
         return WaitingPoller(lambda: self._state(endpoint, name) not in IN_PROGRESS, lambda: self._settled(endpoint, name))
 
     def get(self, name: str, endpoint_name: str, *, local: bool = False) -> ManagedOnlineDeployment:
@@ -133,10 +121,7 @@ class OnlineDeploymentOperations:
         endpoint = self._endpoints.get(endpoint_name)
         self._row(endpoint_name, name)
         check_deletable(endpoint_name, name, endpoint.traffic, endpoint.mirror_traffic)
-        self._supervisor.stop(endpoint_name, name)
-        self._catalog.delete_resource(DEPLOYMENT_KIND, deployment_key(endpoint_name, name))
-        self._supervisor.write_endpoint_file(endpoint_name)
-        shutil.rmtree(self._supervisor.files(endpoint_name).deployment_dir(name), ignore_errors=True)
+        self._supervisor.remove(endpoint_name, name)
         return DonePoller(None)
 
     # -- what a deployment serves, and how -----------------------------------------------------

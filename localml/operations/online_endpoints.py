@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -29,14 +28,7 @@ from amlkit import names
 from amlkit.traffic import check_traffic
 from localml.errors import LocalMLValidationError, UnsupportedFeatureError, not_found
 from localml.pollers import DonePoller, WaitingPoller
-from localml.serving.records import (
-    DEPLOYMENT_KIND,
-    ENDPOINT_KIND,
-    deployment_key,
-    deployment_rows,
-    endpoint_row,
-    save_endpoint,
-)
+from localml.serving.records import ENDPOINT_KIND, deployment_rows, endpoint_row, save_endpoint
 from localml.serving.supervisor import ServingError, Supervisor, allocate_port
 from localml.workspace import LocalWorkspace
 
@@ -178,11 +170,7 @@ class OnlineEndpointOperations:
         """Stop the endpoint's router and every deployment's hosts, and forget it; no process is left behind."""
         refuse_local(local)
         self._row(name)
-        self._supervisor.stop(name)
-        for deployment in deployment_rows(self._catalog, name):
-            self._catalog.delete_resource(DEPLOYMENT_KIND, deployment_key(name, deployment["name"]))
-        self._catalog.delete_resource(ENDPOINT_KIND, name)
-        shutil.rmtree(self._supervisor.files(name).folder, ignore_errors=True)
+        self._supervisor.remove(name)
         return DonePoller(None)
 
     # -- helpers -----------------------------------------------------------------------------

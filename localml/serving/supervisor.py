@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,8 +33,11 @@ from localml.execution.processes import is_alive, start_time, stop_tree
 from localml.execution.runner import LOCALML_SOURCE, job_environment
 from localml.execution.venvs import EnvironmentBuildError, ensure_venv
 from localml.serving.records import (
+    DEPLOYMENT_KIND,
+    ENDPOINT_KIND,
     IN_PROGRESS,
     EndpointFiles,
+    deployment_key,
     deployment_row,
     deployment_rows,
     endpoint_row,
@@ -123,21 +127,26 @@ class Supervisor:
                 self._write_endpoint_file(files, row)
 
     # -- deployments ------------------------------------------------------------------------
-    def start_provisioner(self, endpoint: str, deployment: str) -> None:
-        """Provision a Creating or Updating deployment in a detached process, which brings it up even if the caller exits."""
+    def start_deployment(self, row: dict) -> None:
+        """Record ``row`` (a new or changed deployment, Creating or Updating) and provision it in a detached process,
+        which brings it up even if the caller exits. The processes of what the row replaces are stopped first; all
+        under the endpoint's lock, so no other caller restarts them with the old settings meanwhile."""
+        endpoint, deployment = row["endpoint_name"], row["name"]
         files = self.files(endpoint)
         files.deployment_dir(deployment).mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "localml.serving.supervisor", str(self._workspace.root), endpoint, deployment]
         with self._locked(files):
+            _stop_deployment(deployment_row(self._catalog, endpoint, deployment))
             with open(files.log(deployment), "ab") as log:
                 provisioner = _detached(command, log, env=_localml_environment())
-            row = deployment_row(self._catalog, endpoint, deployment)
             row["provisioner"] = _process_record(provisioner)
             save_deployment(self._catalog, row)
+            self._write_endpoint_file(files, endpoint_row(self._catalog, endpoint))  # a replaced deployment takes no requests until ready
 
     def provision(self, endpoint: str, deployment: str) -> None:
         """Bring a Creating or Updating deployment up; record Succeeded, or Failed with the reason (the provisioner's work)."""
-        row = deployment_row(self._catalog, endpoint, deployment)
+        with self._locked(self.files(endpoint)):  # after the row its starter saves with this process's pid
+            row = deployment_row(self._catalog, endpoint, deployment)
         if row is None or row["provisioning_state"] not in IN_PROGRESS:
             return
         for warning in row["warnings"]:
@@ -157,7 +166,7 @@ class Supervisor:
         for deployment in deployment_rows(self._catalog, endpoint):
             if deployment["provisioning_state"] in IN_PROGRESS and not _alive(deployment.get("provisioner")):
                 self._log(endpoint, deployment["name"], "the provisioner is gone: starting it again")
-                self.start_provisioner(endpoint, deployment["name"])
+                self.start_deployment(deployment)
             elif deployment["provisioning_state"] == "Succeeded":
                 gone = [i for i, host in enumerate(deployment["instances"]) if not _alive(host)]
                 if gone:
@@ -165,25 +174,36 @@ class Supervisor:
                     self._bring_up(endpoint, deployment, gone)
 
     def stop(self, endpoint: str, deployment: str | None = None) -> None:
-        """Stop every process recorded for the endpoint (the router too) or for one of its deployments.
+        """Stop every process recorded for the endpoint (its router too) or for one of its deployments, as a reboot
+        would: the rows stay, so the next operation that reads them starts everything again."""
+        with self._locked(self.files(endpoint)):
+            self._stop(endpoint, deployment)
 
-        Provisioners go first, so none starts a host after its deployment's hosts were stopped.
-        """
+    def remove(self, endpoint: str, deployment: str | None = None) -> None:
+        """Stop the endpoint's processes (or one deployment's) and forget them: rows and files, in one locked step, so
+        no other caller finds the rows with their processes gone and starts them again."""
         files = self.files(endpoint)
         with self._locked(files):
-            rows = [deployment_row(self._catalog, endpoint, deployment)] if deployment else deployment_rows(self._catalog, endpoint)
-            for row in filter(None, rows):
-                for process in (row.get("provisioner"), *row["instances"]):
-                    _stop(process)
-                row.update(provisioner=None, instances=[None] * row["instance_count"])
-                save_deployment(self._catalog, row)
-            endpoint_record = endpoint_row(self._catalog, endpoint)
-            if deployment is None and endpoint_record is not None:
-                _stop(endpoint_record.get("router"))
-                endpoint_record["router"] = None
-                save_endpoint(self._catalog, endpoint_record)
-            elif endpoint_record is not None:
-                self._write_endpoint_file(files, endpoint_record)
+            self._stop(endpoint, deployment)
+            for row in self._deployments(endpoint, deployment):
+                self._catalog.delete_resource(DEPLOYMENT_KIND, deployment_key(endpoint, row["name"]))
+            if deployment is None:
+                self._catalog.delete_resource(ENDPOINT_KIND, endpoint)
+                shutil.rmtree(files.folder, ignore_errors=True)
+            else:
+                self._write_endpoint_file(files, endpoint_row(self._catalog, endpoint))
+                shutil.rmtree(files.deployment_dir(deployment), ignore_errors=True)
+
+    def _stop(self, endpoint: str, deployment: str | None) -> None:
+        for row in self._deployments(endpoint, deployment):
+            _stop_deployment(row)
+        if deployment is None:
+            _stop((endpoint_row(self._catalog, endpoint) or {}).get("router"))
+
+    def _deployments(self, endpoint: str, deployment: str | None) -> list[dict]:
+        if deployment is None:
+            return deployment_rows(self._catalog, endpoint)
+        return list(filter(None, [deployment_row(self._catalog, endpoint, deployment)]))
 
     # -- bringing hosts up ------------------------------------------------------------------
     def _bring_up(self, endpoint: str, row: dict, instances) -> None:
@@ -307,7 +327,7 @@ class Supervisor:
             if row is None:
                 return
             for host in row["instances"]:
-                _stop(host)
+                _stop(host)  # not the provisioner: it is the caller, or already gone
             row.update(provisioning_state="Failed", error=error, provisioner=None, instances=[None] * row["instance_count"])
             save_deployment(self._catalog, row)
             self._write_endpoint_file(files, endpoint_row(self._catalog, endpoint))
@@ -405,6 +425,12 @@ def _alive(process: dict | None) -> bool:
 def _stop(process: dict | None) -> None:
     if _alive(process):
         stop_tree(process["pid"])
+
+
+def _stop_deployment(row: dict | None) -> None:
+    """Stop a deployment's provisioner first, so it starts no host after its hosts were stopped, then its hosts."""
+    for process in (row.get("provisioner"), *row["instances"]) if row else ():
+        _stop(process)
 
 
 def _answers_ready(port: int, timeout: float) -> bool:
