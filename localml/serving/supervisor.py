@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,7 +140,9 @@ class Supervisor:
             _stop_deployment(deployment_row(self._catalog, endpoint, deployment))
             with open(files.log(deployment), "ab") as log:
                 provisioner = _detached(command, log, env=_localml_environment())
-            row["provisioner"] = _process_record(provisioner)
+            # the revision tells this provisioning from a later one: a provisioner or restart of an older revision
+            # that ends late records nothing over the newer row
+            row.update(provisioner=_process_record(provisioner), revision=uuid.uuid4().hex)
             save_deployment(self._catalog, row)
             self._write_endpoint_file(files, endpoint_row(self._catalog, endpoint))  # a replaced deployment takes no requests until ready
 
@@ -151,7 +154,11 @@ class Supervisor:
             return
         for warning in row["warnings"]:
             self._log(endpoint, deployment, f"warning: {warning}")
-        self._bring_up(endpoint, row, range(row["instance_count"]))
+        try:
+            self._bring_up(endpoint, row, range(row["instance_count"]))
+        except Exception as error:  # the provisioner's own failure must still end the deployment with a reason
+            self._fail(endpoint, row, f"localml could not provision the deployment: {type(error).__name__}: {error}", {})
+            raise
 
     def ensure_running(self, endpoint: str) -> None:
         """Start again what the catalog records as running and is gone (the router, a deployment's hosts, a provisioner
@@ -208,19 +215,18 @@ class Supervisor:
     # -- bringing hosts up ------------------------------------------------------------------
     def _bring_up(self, endpoint: str, row: dict, instances) -> None:
         """Start ``instances`` of the deployment and wait until each is ready; Failed with the reason if one is not."""
+        started: dict[int, subprocess.Popen] = {}
         try:
             python = self._interpreter(endpoint, row)
-            started = self._start_hosts(endpoint, row["name"], instances, python)
+            started = self._start_hosts(endpoint, row, instances, python)
             ports = self._await_hosts(endpoint, row, started)
         except (ServingError, EnvironmentBuildError) as error:
-            self._fail(endpoint, row["name"], str(error))
+            self._fail(endpoint, row, str(error), started)
             return
         files = self.files(endpoint)
         with self._locked(files):
-            current = deployment_row(self._catalog, endpoint, row["name"])
-            if current is None:  # deleted meanwhile: nothing may outlive it
-                for process in started.values():
-                    stop_tree(process.pid)
+            current = self._same_revision(endpoint, row, started)
+            if current is None:
                 return
             for instance, port in ports.items():
                 current["instances"][instance]["port"] = port
@@ -243,15 +249,14 @@ class Supervisor:
             stop=lambda: False,  # a provisioner is stopped by killing it; the build lock is released with it
         ))
 
-    def _start_hosts(self, endpoint: str, deployment: str, instances, python: str) -> dict[int, subprocess.Popen]:
+    def _start_hosts(self, endpoint: str, row: dict, instances, python: str) -> dict[int, subprocess.Popen]:
         """Start the hosts of ``instances`` that do not run, recording each at once."""
         files = self.files(endpoint)
         started = {}
         with self._locked(files):
-            row = deployment_row(self._catalog, endpoint, deployment)
+            row = self._same_revision(endpoint, row, started)
             if row is None:
                 return started
-            row["instances"] += [None] * (row["instance_count"] - len(row["instances"]))
             for instance in instances:
                 if not _alive(row["instances"][instance]):
                     started[instance] = self._start_host(files, row, instance, python)
@@ -318,12 +323,12 @@ class Supervisor:
             f"Its log: ml_client.online_deployments.get_logs(name='{deployment}', endpoint_name='{endpoint}', lines=50)."
         )
 
-    def _fail(self, endpoint: str, deployment: str, error: str) -> None:
+    def _fail(self, endpoint: str, row: dict, error: str, started: dict[int, subprocess.Popen]) -> None:
         """Stop what the deployment runs and record it Failed with ``error`` (its log says it too)."""
-        self._log(endpoint, deployment, error)
+        self._log(endpoint, row["name"], error)
         files = self.files(endpoint)
         with self._locked(files):
-            row = deployment_row(self._catalog, endpoint, deployment)
+            row = self._same_revision(endpoint, row, started)
             if row is None:
                 return
             for host in row["instances"]:
@@ -331,6 +336,16 @@ class Supervisor:
             row.update(provisioning_state="Failed", error=error, provisioner=None, instances=[None] * row["instance_count"])
             save_deployment(self._catalog, row)
             self._write_endpoint_file(files, endpoint_row(self._catalog, endpoint))
+
+    def _same_revision(self, endpoint: str, row: dict, started: dict[int, subprocess.Popen]) -> dict | None:
+        """The deployment's row as now stored, if it is still the revision ``row`` is; else None, and the hosts
+        ``started`` for the older revision are stopped (the deployment was deleted or replaced meanwhile). Locked."""
+        current = deployment_row(self._catalog, endpoint, row["name"])
+        if current is not None and current["revision"] == row["revision"]:
+            return current
+        for process in started.values():
+            stop_tree(process.pid)
+        return None
 
     # -- files --------------------------------------------------------------------------------
     def _write_endpoint_file(self, files: EndpointFiles, row: dict | None) -> None:
@@ -459,12 +474,7 @@ def _write_json(path: Path, document: dict, mode: int = 0o644) -> None:
 
 def main(argv: list[str]) -> None:
     root, endpoint, deployment = argv
-    supervisor = Supervisor(LocalWorkspace(root, name=Path(root).name))
-    try:
-        supervisor.provision(endpoint, deployment)
-    except Exception as error:  # the provisioner's own failure must still end the deployment with a reason
-        supervisor._fail(endpoint, deployment, f"localml could not provision the deployment: {type(error).__name__}: {error}")
-        raise
+    Supervisor(LocalWorkspace(root, name=Path(root).name)).provision(endpoint, deployment)
 
 
 if __name__ == "__main__":
