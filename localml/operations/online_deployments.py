@@ -33,7 +33,7 @@ from localml.execution.command import upload_code
 from localml.operations.environments import EnvironmentOperations, is_curated
 from localml.operations.models import ModelOperations
 from localml.operations.online_endpoints import OnlineEndpointOperations, bearer, refuse_local
-from localml.pollers import DonePoller, WaitingPoller
+from localml.pollers import WaitingPoller
 from localml.serving.records import IN_PROGRESS, deployment_row, deployment_rows
 from localml.serving.supervisor import Supervisor, tail
 from localml.workspace import LocalWorkspace
@@ -75,7 +75,8 @@ class OnlineDeploymentOperations:
         existing = deployment_row(self._catalog, endpoint, name)
         row.update(provisioning_state="Updating" if existing else "Creating", instances=[None] * row["instance_count"])
         self._supervisor.start_deployment(row)
-        return WaitingPoller(lambda: self._state(endpoint, name) not in IN_PROGRESS, lambda: self._settled(endpoint, name))
+        return WaitingPoller(lambda: self._state(endpoint, name) not in IN_PROGRESS and self._supervisor.router_has_read(endpoint),
+                             lambda: self._settled(endpoint, name))
 
     def get(self, name: str, endpoint_name: str, *, local: bool = False) -> ManagedOnlineDeployment:
         refuse_local(local)
@@ -115,14 +116,14 @@ class OnlineDeploymentOperations:
         empty = {"requests": 0, "mirrored": 0, "status": {}, "failures": 0, "failure_rate": 0.0, "latency_ms": {}}
         return {"window_seconds": figures["window_seconds"], **figures["deployments"].get(name.lower(), empty)}
 
-    def begin_delete(self, name: str, endpoint_name: str, *, local: bool = False) -> DonePoller:
+    def begin_delete(self, name: str, endpoint_name: str, *, local: bool = False) -> WaitingPoller:
         """Stop the deployment's hosts and forget it; refused while it takes live or mirror traffic, as on Azure."""
         refuse_local(local)
         endpoint = self._endpoints.get(endpoint_name)
         self._row(endpoint_name, name)
         check_deletable(endpoint_name, name, endpoint.traffic, endpoint.mirror_traffic)
         self._supervisor.remove(endpoint_name, name)
-        return DonePoller(None)
+        return WaitingPoller(lambda: self._supervisor.router_has_read(endpoint_name), lambda: None)
 
     # -- what a deployment serves, and how -----------------------------------------------------
     def _served(self, deployment: ManagedOnlineDeployment) -> dict:

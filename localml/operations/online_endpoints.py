@@ -76,7 +76,8 @@ class OnlineEndpointOperations:
             save_endpoint(self._catalog, row)
             self._supervisor.write_endpoint_file(name)
             self._ensure_running(name)
-        return WaitingPoller(lambda: self._supervisor.settle_router(name) != "Creating", lambda: self._settled(name))
+        return WaitingPoller(lambda: self._supervisor.settle_router(name) != "Creating" and self._supervisor.router_has_read(name),
+                             lambda: self._settled(name))
 
     def get(self, name: str, *, local: bool = False) -> ManagedOnlineEndpoint:
         refuse_local(local)
@@ -118,8 +119,8 @@ class OnlineEndpointOperations:
         return EndpointAuthToken(access_token=token["value"], expiry_time_utc=token["expires_at"],
                                  refresh_after_time_utc=token["refresh_after"], token_type="Bearer")
 
-    def begin_regenerate_keys(self, name: str, *, key_type: str = "primary") -> DonePoller:
-        """Replace one of the endpoint's two keys; the old one is refused (401) from then on."""
+    def begin_regenerate_keys(self, name: str, *, key_type: str = "primary") -> WaitingPoller:
+        """Replace one of the endpoint's two keys; once ``.result()`` returns, the old one is refused (401)."""
         row = self._row(name)
         if row["auth_mode"] != "key":
             raise LocalMLValidationError(f"Endpoint '{name}' does not use keys for authentication (its auth_mode is "
@@ -129,7 +130,7 @@ class OnlineEndpointOperations:
         row["credentials"][KEY_TYPES.index(str(key_type).lower())] = _new_key()
         save_endpoint(self._catalog, row)
         self._supervisor.write_endpoint_file(name)
-        return DonePoller(None)
+        return WaitingPoller(lambda: self._supervisor.router_has_read(name), lambda: None)
 
     # -- scoring -----------------------------------------------------------------------------
     def invoke(self, endpoint_name: str, *, request_file: str | None = None, deployment_name: str | None = None,

@@ -33,6 +33,7 @@ from pathlib import Path
 from localml.execution.processes import is_alive, start_time, stop_tree
 from localml.execution.runner import LOCALML_SOURCE, job_environment
 from localml.execution.venvs import EnvironmentBuildError, ensure_venv
+from localml.serving.endpoint_file import CHECK_EVERY_SECONDS
 from localml.serving.records import (
     DEPLOYMENT_KIND,
     ENDPOINT_KIND,
@@ -127,6 +128,16 @@ class Supervisor:
             if row is not None:
                 self._write_endpoint_file(files, row)
 
+    def router_has_read(self, endpoint: str) -> bool:
+        """True once every request the router takes sees the last ``endpoint.json``: a request makes it look at the
+        file when its last look is ``CHECK_EVERY_SECONDS`` old. Twice that from the file's time, which the file
+        system takes from a coarse clock."""
+        try:
+            written = self.files(endpoint).endpoint_json.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        return time.time() >= written + 2 * CHECK_EVERY_SECONDS
+
     # -- deployments ------------------------------------------------------------------------
     def start_deployment(self, row: dict) -> None:
         """Record ``row`` (a new or changed deployment, Creating or Updating) and provision it in a detached process,
@@ -170,6 +181,7 @@ class Supervisor:
             self.start_router(endpoint)
         if not _alive(row.get("router")) or row["provisioning_state"] != "Succeeded":
             self.await_router(endpoint)
+        restarted = False
         for deployment in deployment_rows(self._catalog, endpoint):
             if deployment["provisioning_state"] in IN_PROGRESS and not _alive(deployment.get("provisioner")):
                 self._log(endpoint, deployment["name"], "the provisioner is gone: starting it again")
@@ -179,6 +191,9 @@ class Supervisor:
                 if gone:
                     self._log(endpoint, deployment["name"], f"instance(s) {gone} are gone: starting them again")
                     self._bring_up(endpoint, deployment, gone)
+                    restarted = True
+        while restarted and not self.router_has_read(endpoint):  # the request that follows goes to the new instances
+            time.sleep(POLL_SECONDS)
 
     def stop(self, endpoint: str, deployment: str | None = None) -> None:
         """Stop every process recorded for the endpoint (its router too) or for one of its deployments, as a reboot

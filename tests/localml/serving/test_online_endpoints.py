@@ -172,7 +172,7 @@ def test_the_issues_code_runs_unchanged_on_a_local_mlflow_model_folder(serving, 
     assert json.loads(ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", request_file=request_file)) == predictions
 
 
-def test_a_registered_model_deploys_by_reference_and_get_and_list_show_traffic_and_scoring_uri(serving, model_dir, request_file):
+def test_a_registered_model_deploys_by_reference_and_get_and_list_show_traffic_and_scoring_uri(serving, model_dir, request_file, tmp_path):
     ml_client = serving
     registered = ml_client.models.create_or_update(Model(name="diabetes-model", path=str(model_dir), type=AssetTypes.MLFLOW_MODEL))
     endpoint = create_endpoint(ml_client)
@@ -192,6 +192,15 @@ def test_a_registered_model_deploys_by_reference_and_get_and_list_show_traffic_a
     key = ml_client.online_endpoints.get_keys("diabetes-ep").primary_key
     status, body = post(got.scoring_uri, open(request_file, "rb").read(), key)
     assert status == 200 and len(json.loads(body)) == 3
+
+    # a request the model cannot take: Azure's 424 wrapping the model's 400, raised as Azure's SDK raises it, with the reason
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"input_data": {"columns": ["Nope"], "index": [0], "data": [[1.0]]}}))
+    with pytest.raises(HttpResponseError) as refused:
+        ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", request_file=str(bad))
+    assert refused.value.status_code == 424 and "Missing column(s) Pregnancies, PlasmaGlucose" in str(refused.value)
+    figures = ml_client.online_deployments.get_live_figures("blue", "diabetes-ep", window_seconds=60)
+    assert figures["window_seconds"] == 60 and figures["requests"] == 2 and figures["status"]["2xx"] == 1 and figures["status"]["4xx"] == 1
 
 
 def test_begin_delete_stops_every_process_and_forgets_the_endpoint(serving, model_dir):
