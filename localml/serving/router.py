@@ -72,7 +72,15 @@ class Router:
         self._instances: dict[str, Instance] = {}
         self._balancers: dict[str, Balancer] = {}
         self._background: set[asyncio.Task] = set()  # mirrored copies in flight (the loop keeps only weak references)
+        self.callers: set[asyncio.Transport] = set()
         self.refresh()
+
+    def close(self) -> None:
+        """Hang up on every caller and instance."""
+        for transport in self.callers:
+            transport.close()
+        for instance in self._instances.values():
+            instance.close()
 
     def spawn(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -236,6 +244,10 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        self.router.callers.add(transport)
+
+    def connection_lost(self, exc):
+        self.router.callers.discard(self.transport)
 
     def data_received(self, data):
         self._buffer += data
@@ -355,6 +367,8 @@ async def serve(folder: Path, port: int) -> None:
         loop.add_signal_handler(signum, lambda: stopped.done() or stopped.set_result(None))
     async with server:
         await stopped
+        router.close()
+        await asyncio.sleep(0)  # the closed transports let go of their sockets on the next turn of the loop
     log.info("stopped")
 
 

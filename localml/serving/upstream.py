@@ -150,6 +150,7 @@ class Instance:
         self.in_flight = 0
         self.down_until = 0.0
         self._idle: list[UpstreamConnection] = []
+        self._open: set[UpstreamConnection] = set()  # idle or carrying a request
 
     async def exchange(self, first_line: bytes, rest: bytes, method: bytes, deadline: float) -> UpstreamResponse:
         """Send one request (its first line, then its headers and body) and wait for the answer until ``deadline``."""
@@ -180,16 +181,18 @@ class Instance:
             _, connection = await loop.create_connection(lambda: UpstreamConnection(self._forget), self.host, self.port)
         except OSError:
             raise UpstreamGone(answered_partly=False) from None
+        self._open.add(connection)
         return connection
 
     def _forget(self, connection: UpstreamConnection) -> None:
+        self._open.discard(connection)
         if connection in self._idle:
             self._idle.remove(connection)
 
     def close(self) -> None:
-        for connection in self._idle:
-            connection.transport.close()
-        self._idle.clear()
+        """Close every connection to this instance; a request still on one is answered as if the instance died."""
+        for connection in list(self._open):
+            connection.transport.abort()
 
 
 class Balancer:
