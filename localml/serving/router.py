@@ -119,12 +119,12 @@ class Router:
     def choose(self, head: RequestHead) -> Deployment | bytes:
         """The deployment that serves this request, or the 404 to answer."""
         endpoint = self.endpoint
-        named = head.headers.get(DEPLOYMENT_HEADER)
-        if named is not None:
-            deployment = endpoint.deployments.get(named.decode(errors="replace"))
+        wanted = head.headers.get(DEPLOYMENT_HEADER)
+        if wanted is not None:
+            deployment = endpoint.deployments.get(wanted.decode(errors="replace"))
             if deployment is None:
                 return message_response(404, (
-                    f"Deployment {named.decode(errors='replace')!r} not found in endpoint {endpoint.name!r}: the "
+                    f"Deployment {wanted.decode(errors='replace')!r} not found in endpoint {endpoint.name!r}: the "
                     f"{DEPLOYMENT_HEADER.decode()} header must name one of {sorted(endpoint.deployments)}"),
                     head.keep_alive)
             return deployment
@@ -201,14 +201,15 @@ class Router:
 
 def model_answer(deployment: Deployment, answer: UpstreamResponse, keep_alive: bool) -> bytes:
     """The model's answer as the caller gets it: a 200 as it is, anything else as Azure's 424 saying what it was."""
-    headers = [*answer.passed_on, named(deployment)]
+    headers = [*answer.passed_on, answered_by(deployment)]
     if answer.status == 200:
         return response(200, headers, answer.body, keep_alive)
     headers += [b"ms-azureml-model-error-statuscode: %d" % answer.status, b"ms-azureml-model-error-reason: model_error"]
     return response(424, headers, answer.body, keep_alive)
 
 
-def named(deployment: Deployment) -> bytes:
+def answered_by(deployment: Deployment) -> bytes:
+    """The response header naming the deployment that answered."""
     return DEPLOYMENT_HEADER + b": " + deployment.name.encode()
 
 
@@ -221,7 +222,7 @@ class Refusal:
 
     def __call__(self, status: int, message: str) -> bytes:
         self.figures.record(self.deployment.name, status, _ms_since(self.arrival), self.mirrored)
-        return message_response(status, message, self.keep_alive, (named(self.deployment),))
+        return message_response(status, message, self.keep_alive, (answered_by(self.deployment),))
 
 
 def _ms_since(arrival: float) -> float:

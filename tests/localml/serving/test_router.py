@@ -33,6 +33,7 @@ class StandInHost:
         self.received = 0
         self.sleep = 0.0
         self.status = 200
+        self.framing = "length"  # or "chunked", or "close" (no length: the body ends with the connection)
         self._lock = threading.Lock()
         host = self
 
@@ -54,7 +55,15 @@ class StandInHost:
                 body = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                if host.framing == "length":
+                    self.send_header("Content-Length", str(len(body)))
+                elif host.framing == "chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
+                    half = len(body) // 2
+                    body = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, body[:half], len(body) - half, body[half:])
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -317,6 +326,33 @@ def test_a_model_error_is_passed_on_as_azures_424_with_the_models_status(blue_gr
     assert answer.status_code == 424
     assert answer.headers["ms-azureml-model-error-statuscode"] == "500"
     assert answer.json() == {"deployment": "blue"}
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_an_answer_in_chunks_or_ended_by_closing_is_passed_on_whole(blue_green, hosts, framing):
+    hosts["blue"].framing = framing
+    for _ in range(3):  # the connection a closing host ends is not reused
+        answer = blue_green.score()
+        assert (answer.status_code, answer.json()) == (200, {"deployment": "blue"})
+
+
+def test_a_slow_mirror_never_delays_the_live_answer(tmp_path, hosts, start_router):
+    write_endpoint(tmp_path, {"blue": [hosts["blue"].address], "green": [hosts["green"].address]},
+                   {"blue": 100}, mirror_traffic={"green": 50})
+    router = start_router()
+    hosts["green"].sleep = 0.5
+    for _ in range(20):
+        started = time.monotonic()
+        assert router.score().json() == {"deployment": "blue"}
+        assert time.monotonic() - started < 0.25
+    assert hosts["green"].received >= 1
+
+
+def test_the_router_starts_without_the_sdk_or_mlflow():
+    # a router per endpoint: what it imports, every endpoint start pays
+    loaded = subprocess.run([sys.executable, "-c", "import sys, localml.serving.router; print(' '.join(sys.modules))"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert [m for m in loaded if m.split(".")[0] in ("azure", "mlflow", "prefect", "pandas", "numpy")] == []
 
 
 def test_a_rewritten_endpoint_file_takes_effect_without_a_restart(blue_green, tmp_path, hosts):
