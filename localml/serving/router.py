@@ -59,6 +59,8 @@ from localml.serving.upstream import (
 log = logging.getLogger("localml.serving.router")
 
 DEPLOYMENT_HEADER = b"azureml-model-deployment"
+#: A request whose headers run longer than this is refused (no caller of a scoring route needs more).
+MAX_HEAD_BYTES = 64 * 1024
 NO_VALID_DEPLOYMENT = ("No valid deployments to route to. Please check that the endpoint has at least one deployment "
                        "with positive weight values or use a deployment specific header to route.")
 
@@ -267,6 +269,10 @@ class ClientConnection(asyncio.Protocol):
             if self._head is None:
                 end = self._buffer.find(HEAD_END)
                 if end < 0:
+                    if len(self._buffer) > MAX_HEAD_BYTES:
+                        self.transport.write(message_response(
+                            431, f"The request's headers are over {MAX_HEAD_BYTES} bytes", keep_alive=False))
+                        self.transport.close()
                     return
                 self._arrival = time.monotonic()
                 block = bytes(self._buffer[:end])
@@ -278,7 +284,7 @@ class ClientConnection(asyncio.Protocol):
             body = bytes(self._buffer[:self._body_length])
             del self._buffer[:self._body_length]
             head, deployment, self._head, self._deployment = self._head, self._deployment, None, None
-            self._answering = asyncio.ensure_future(self._answer(head, deployment, body))
+            self._answering = asyncio.ensure_future(self._answer(head, deployment, body, self._arrival))
             return
 
     def _take(self, block: bytes) -> bool:
@@ -309,7 +315,7 @@ class ClientConnection(asyncio.Protocol):
         """The deployment to forward the request to, or the answer to give without forwarding it."""
         router = self.router
         router.refresh()
-        if head.path == b"/" and head.method in (b"GET", b"HEAD"):
+        if head.path == b"/" and head.method == b"GET":
             return response(200, [b"content-type: text/plain"], b"Healthy", head.keep_alive)
         if not router.authorized(head):
             return router.unauthorized(head.keep_alive)
@@ -325,10 +331,10 @@ class ClientConnection(asyncio.Protocol):
                 f"{chosen.max_body_bytes}; send fewer rows per request"))
         return chosen
 
-    async def _answer(self, head: RequestHead, deployment: Deployment, body: bytes) -> None:
+    async def _answer(self, head: RequestHead, deployment: Deployment, body: bytes, arrival: float) -> None:
         router = self.router
         try:
-            answer = await router.forward(deployment, head, body, self._arrival)
+            answer = await router.forward(deployment, head, body, arrival)
         except Exception:
             log.exception("answering a request to deployment %s failed", deployment.name)
             answer, head.keep_alive = message_response(500, "The router failed: see its log", keep_alive=False), False

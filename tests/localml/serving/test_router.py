@@ -256,6 +256,13 @@ def test_a_body_over_the_limit_is_answered_413_without_reaching_the_model(tmp_pa
     assert router.score().status_code == 200  # the same connection goes on
 
 
+def test_a_request_that_is_not_http_is_answered_400_and_the_router_goes_on(blue_green):
+    with socket.create_connection(("127.0.0.1", int(blue_green.url.rsplit(":", 1)[1]))) as connection:
+        connection.sendall(b"HELLO\r\n\r\n")
+        assert connection.recv(4096).startswith(b"HTTP/1.1 400 ")
+    assert blue_green.score().status_code == 200
+
+
 def test_a_request_over_the_timeout_is_answered_408_and_the_next_one_works(tmp_path, hosts, start_router):
     write_endpoint(tmp_path, {"blue": [hosts["blue"].address]}, {"blue": 100}, request_timeout_ms=300)
     router = start_router()
