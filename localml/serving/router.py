@@ -9,12 +9,13 @@ figures (``localml.serving.figures``). ``endpoint.json`` and ``router.json`` are
 
 Routes: ``POST /score`` (any method is forwarded), ``GET /swagger.json`` (from the deployment taking the most
 traffic), ``GET /.localml/figures?window_seconds=60`` (same auth), and ``GET /``, an unauthenticated liveness
-answer for the supervisor.
+answer (``Healthy``, as Azure's inference server says it) for the supervisor to probe the router itself.
 
 What it answers when something is wrong, following Azure's "Troubleshoot online endpoint deployment and scoring"
 (HTTP status codes of managed online endpoints):
 
 ====  ====================================================================================================
+400   not an HTTP request (the connection is closed after it); 431: headers over 64 KiB
 401   no ``Authorization: Bearer <credential>``, or not one of the endpoint's unexpired credentials
       (Azure's body code ``key_auth_access_denied``)
 404   no deployment takes traffic and the request names none: "No valid deployments to route to. ..."
@@ -47,7 +48,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from localml.serving.endpoint_file import Deployment, EndpointFile
+from localml.serving.endpoint_file import Deployment, Endpoint, EndpointFile
 from localml.serving.figures import MAX_WINDOW_SECONDS, SlidingWindow
 from localml.serving.http11 import (
     HEAD_END, BadMessage, RequestHead, json_response, message_response, response,
@@ -90,7 +91,7 @@ class Router:
         task.add_done_callback(self._background.discard)
 
     @property
-    def endpoint(self):
+    def endpoint(self) -> Endpoint:
         return self.endpoint_file.endpoint
 
     def refresh(self) -> None:
