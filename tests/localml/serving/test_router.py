@@ -321,6 +321,33 @@ def test_a_request_beyond_the_instances_limit_waits_for_a_free_slot(tmp_path, ho
     assert waited >= 0.2  # it was not sent to the busy instance alongside the first
 
 
+def test_concurrent_requests_go_to_the_least_busy_instance(tmp_path, start_router):
+    first, second = StandInHost("blue"), StandInHost("blue")
+    try:
+        write_endpoint(tmp_path, {"blue": [first.address, second.address]}, {"blue": 100})
+        router = start_router()
+        first.sleep = second.sleep = 0.4
+        statuses = []
+        senders = [threading.Thread(target=lambda: statuses.append(
+            requests.post(router.url + "/score", json={}, headers=AUTH, timeout=10).status_code)) for _ in range(2)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        assert statuses == [200, 200]
+        assert (first.received, second.received) == (1, 1)
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_router_started_before_its_endpoint_file_refuses_then_serves_once_it_comes(tmp_path, hosts, start_router):
+    router = start_router()
+    assert router.score().status_code == 401  # no credential is known yet
+    write_endpoint(tmp_path, {"blue": [hosts["blue"].address]}, {"blue": 100})
+    eventually(lambda: router.score().status_code == 200, what="the router to read the new endpoint file")
+
+
 def test_a_dead_instance_is_skipped_for_a_live_one_of_the_same_deployment(tmp_path, hosts, start_router):
     dead = f"127.0.0.1:{free_port()}"
     write_endpoint(tmp_path, {"blue": [dead, hosts["blue"].address]}, {"blue": 100})
