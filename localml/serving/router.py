@@ -328,8 +328,8 @@ class ClientConnection(asyncio.Protocol):
         chosen = router.choose(head)
         if isinstance(chosen, Deployment) and length > chosen.max_body_bytes:
             return Refusal(router.figures, chosen, self._arrival, False, head.keep_alive)(413, (
-                f"Payload too large: {length} bytes, over deployment {chosen.name!r}'s limit of "
-                f"{chosen.max_body_bytes}; send fewer rows per request"))
+                f"Payload too large: {length} bytes, and deployment {chosen.name!r} takes at most "
+                f"{chosen.max_body_bytes} bytes a request; send fewer rows per request"))
         return chosen
 
     async def _answer(self, head: RequestHead, deployment: Deployment, body: bytes, arrival: float) -> None:

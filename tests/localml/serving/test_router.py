@@ -261,7 +261,7 @@ def test_a_body_over_the_limit_is_answered_413_without_reaching_the_model(tmp_pa
     router = start_router()
     answer = router.session.post(router.url + "/score", data=b"x" * 5000, headers=AUTH, timeout=10)
     assert answer.status_code == 413
-    assert "limit of 1000" in answer.json()["message"]
+    assert "at most 1000 bytes" in answer.json()["message"]
     assert hosts["blue"].received == 0
     assert router.score().status_code == 200  # the same connection goes on
 
