@@ -449,3 +449,6 @@ def test_the_figures_count_exactly_what_was_sent(tmp_path, hosts, start_router):
     assert figures["deployments"]["green"]["requests"] == 1
     time.sleep(0.3)
     assert router.figures(window_seconds=0.2)["deployments"]["blue"]["requests"] == 0
+    refused = router.session.get(router.url + "/.localml/figures?window_seconds=soon", headers=AUTH, timeout=10)
+    assert refused.status_code == 400
+    assert "window_seconds must be a number" in refused.json()["message"]
