@@ -40,8 +40,9 @@ class FeaturizationPlan:
     def feature_columns(self) -> list[str]:
         return self.numeric + self.categorical
 
-    def featurizer(self, blocked_transformers: list[str]) -> ColumnTransformer:
-        """The scikit-learn transformer this plan describes (unfitted)."""
+    def featurizer(self, blocked_transformers: list[str], scale: bool = True) -> ColumnTransformer:
+        """The scikit-learn transformer this plan describes (unfitted); ``scale=False`` leaves numbers unscaled
+        (an ONNX-compatible search: see ``localml.automl.onnx_export``)."""
         one_hot_blocked = {"OneHotEncoder", "HashOneHotEncoder"} & set(blocked_transformers)
         encoder = (
             OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
@@ -50,7 +51,8 @@ class FeaturizationPlan:
         )
         parts = []
         if self.numeric:
-            parts.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler())]), self.numeric))
+            steps = [("impute", SimpleImputer(strategy="mean"))] + ([("scale", StandardScaler())] if scale else [])
+            parts.append(("numeric", Pipeline(steps), self.numeric))
         if self.categorical:
             parts.append(
                 ("categorical", Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("encode", encoder)]), self.categorical)

@@ -42,6 +42,11 @@ REGRESSION_ALGORITHMS = {
     "GradientBoosting": "histgb",
     "XGBoostRegressor": "xgboost",
 }
+#: Algorithms an ONNX-compatible search leaves out, and why: the ONNX model must predict what the MLflow model does.
+NOT_ONNX_CONVERTIBLE = {
+    "GradientBoosting": "skl2onnx cannot convert scikit-learn's HistGradientBoosting",
+    "KNN": "ONNX runtimes order neighbours tied on distance differently, so some predictions would differ",
+}
 #: Azure's algorithm names that localml has no FLAML estimator for: allowing one is an error, blocking one is a no-op.
 UNAVAILABLE_CLASSIFICATION_ALGORITHMS = ("MultinomialNaiveBayes", "BernoulliNaiveBayes", "SVM", "LinearSVM", "DecisionTree")
 UNAVAILABLE_REGRESSION_ALGORITHMS = ("DecisionTree",)
@@ -99,6 +104,7 @@ class AutoMLSettings:
     allowed_algorithms: list[str] = field(default_factory=list)
     blocked_algorithms: list[str] = field(default_factory=list)
     max_concurrent_trials: int | None = None
+    onnx_compatible: bool = False
 
     @property
     def maximize(self) -> bool:
@@ -132,6 +138,7 @@ class AutoMLSettings:
             "column_name_and_types": self.column_purposes,
             "enable_stack_ensemble": self.stack_ensemble,
             "enable_model_explainability": self.explain,
+            "enable_onnx_compatible_models": self.onnx_compatible or None,
         }
         return {key: _param_text(value) for key, value in values.items() if value is not None and value != [] and value != {}}
 
@@ -161,11 +168,13 @@ def settings_from_job(job) -> AutoMLSettings:
     if getattr(job, "cv_split_column_names", None):
         raise UnsupportedFeatureError("cv_split_column_names", "Use n_cross_validations or validation data.")
     allowed, blocked = _algorithms(job.training, task)
+    onnx_compatible = bool(getattr(job.training, "enable_onnx_compatible_models", False))
     settings = AutoMLSettings(
         task=task,
         target_column=job.target_column_name,
         primary_metric=primary_metric,
-        estimators=_estimators(allowed, blocked, task),
+        estimators=_estimators(allowed, blocked, task, onnx_compatible),
+        onnx_compatible=onnx_compatible,
         allowed_algorithms=allowed,
         blocked_algorithms=blocked,
         n_cross_validations=_cross_validations(job.n_cross_validations),
@@ -178,11 +187,13 @@ def settings_from_job(job) -> AutoMLSettings:
     _apply_featurization(settings, job.featurization)
     training = job.training
     settings.stack_ensemble = bool(getattr(training, "enable_stack_ensemble", False))
+    if settings.stack_ensemble and onnx_compatible:
+        settings.stack_ensemble = False
+        settings.warnings.append("ONNX-compatible searches keep the best single model: no stacked ensemble is built.")
     if getattr(training, "enable_vote_ensemble", False):
         settings.warnings.append("Vote ensembles are not built locally; enable_stack_ensemble builds a stacked ensemble.")
-    for option in ("enable_dnn_training", "enable_onnx_compatible_models"):
-        if getattr(training, option, False):
-            raise UnsupportedFeatureError(f"set_training({option}=True)")
+    if getattr(training, "enable_dnn_training", False):
+        raise UnsupportedFeatureError("set_training(enable_dnn_training=True)")
     return settings
 
 
@@ -194,14 +205,25 @@ def _algorithms(training, task: str) -> tuple[list[str], list[str]]:
     return allowed, blocked
 
 
-def _estimators(allowed: list[str], blocked: list[str], task: str) -> list[str]:
+def _estimators(allowed: list[str], blocked: list[str], task: str, onnx_compatible: bool) -> list[str]:
     table = algorithm_table(task)
     missing = [a for a in allowed if a in _unavailable(task)]
     if missing:
         raise UnsupportedFeatureError(
             f"the {task} algorithm(s) {', '.join(missing)}", f"Allow any of: {', '.join(table)}."
         )
-    chosen = [a for a in (allowed or table) if a not in blocked]
+    candidates = allowed or table
+    if onnx_compatible:
+        convertible = [a for a in table if a not in NOT_ONNX_CONVERTIBLE]
+        unconvertible = [a for a in allowed if a in NOT_ONNX_CONVERTIBLE]
+        if unconvertible:
+            reasons = "; ".join(f"{a}: {NOT_ONNX_CONVERTIBLE[a]}" for a in unconvertible)
+            raise SpecError(
+                f"enable_onnx_compatible_models is set, but {', '.join(unconvertible)} cannot be used ({reasons}). "
+                f"Allow only ONNX-compatible algorithms ({', '.join(convertible)}), or turn ONNX compatibility off."
+            )
+        candidates = [a for a in candidates if a not in NOT_ONNX_CONVERTIBLE]
+    chosen = [a for a in candidates if a not in blocked]
     if not chosen:
         raise SpecError("Every training algorithm is blocked: allow at least one.")
     return [table[a] for a in chosen]

@@ -39,27 +39,36 @@ TEST_DATA_FOLDER = "test_data"
 #: Seconds kept back from the search for saving, testing and explaining the best model.
 FINISHING_RESERVE_SECONDS = 15.0
 RANDOM_STATE = 0
+#: Rows on which the ONNX model's predictions are compared with the MLflow model's.
+ONNX_CHECK_ROWS = 2000
 
 
 def log(message: str) -> None:
     print(f"[automl] {message}", flush=True)
 
 
-class ExitScoreReached:
-    """Ends FLAML's search once a trial reaches the job's exit_score.
+class SearchStop:
+    """Ends FLAML's search after the current trial: once a trial reaches the job's exit_score, or after the
+    first trial of a job that allows only one.
 
-    FLAML has no stop hook; shrinking its time budget to zero ends the search after the
-    current trial (the same check FLAML makes when the budget runs out).
+    FLAML has no stop hook; shrinking its time budget to zero ends the search after the current trial (the same
+    check FLAML makes when the budget runs out). One trial cannot be asked of FLAML as ``max_iter=1``: it then
+    trains its first configuration without scoring it, and the job would have no trial to report.
     """
 
-    def __init__(self, exit_score: float | None, maximize: bool):
-        self.exit_score, self.maximize, self.automl = exit_score, maximize, None
+    def __init__(self, exit_score: float | None, maximize: bool, single_trial: bool):
+        self.exit_score, self.maximize, self.single_trial, self.automl = exit_score, maximize, single_trial, None
 
     def check(self, score: float) -> None:
-        if self.exit_score is None or self.automl is None:
+        if self.automl is None:
             return
-        if (score >= self.exit_score) if self.maximize else (score <= self.exit_score):
+        if self.single_trial or self._reached(score):
             self.automl._state.time_budget = 0
+
+    def _reached(self, score: float) -> bool:
+        if self.exit_score is None:
+            return False
+        return (score >= self.exit_score) if self.maximize else (score <= self.exit_score)
 
 
 class Search:
@@ -67,7 +76,8 @@ class Search:
         self.settings = settings
         self.plan = plan
         target = settings.target_column
-        self.featurizer = plan.featurizer(settings.blocked_transformers).fit(train[plan.feature_columns])
+        scale = not settings.onnx_compatible  # see localml.automl.onnx_export
+        self.featurizer = plan.featurizer(settings.blocked_transformers, scale).fit(train[plan.feature_columns])
         self.classes = None
         labels = train[target]
         if settings.task == "classification":
@@ -80,7 +90,7 @@ class Search:
             self.y_val = self.encode(validation[target])
         self.weights = train[settings.weight_column].to_numpy(dtype=float) if settings.weight_column else None
         self.target_range = float(np.ptp(labels)) if settings.task == "regression" else 0.0
-        self.exit = ExitScoreReached(settings.exit_score, settings.maximize)
+        self.stop = SearchStop(settings.exit_score, settings.maximize, settings.max_trials == 1)
 
     @property
     def flaml_task(self) -> str:
@@ -105,7 +115,7 @@ class Search:
         """FLAML's custom metric: the primary metric as a loss, and every Azure metric for the trial's record."""
         values = self.scores(estimator, X_val, y_val)
         primary = values.get(self.settings.primary_metric, 0.0)
-        self.exit.check(primary)
+        self.stop.check(primary)
         return loss(primary, self.settings.maximize), values
 
     def starting_points(self) -> dict[str, dict]:
@@ -121,14 +131,14 @@ class Search:
 
         settings = self.settings
         automl = AutoML()
-        self.exit.automl = automl
+        self.stop.automl = automl
         options = dict(
             task=self.flaml_task,
             metric=self.metric,
             estimator_list=search_order(settings.estimators),
             starting_points=self.starting_points(),
             time_budget=time_budget,
-            max_iter=settings.max_trials,
+            max_iter=2 if settings.max_trials == 1 else settings.max_trials,  # SearchStop ends it after one
             early_stop=settings.early_termination,
             ensemble=settings.stack_ensemble,
             log_file_name=str(log_file),
@@ -353,6 +363,31 @@ def _save_best_model(search: Search, estimator, data: pd.DataFrame, best_model: 
     return model
 
 
+def _save_onnx_model(model, data: pd.DataFrame, test: pd.DataFrame | None, tracking: Tracking, best_run: str) -> dict:
+    """The best model as ONNX, in the job's outputs and the best run's as Azure keeps it, checked against the
+    MLflow model on the held-out rows (the training rows when none are held out)."""
+    from localml.automl import onnx_export
+
+    columns = list(model.feature_columns)
+    try:
+        graph = onnx_export.convert(model, data[columns].head(5))
+    except onnx_export.OnnxConversionError as error:
+        log(f"no outputs/{onnx_export.ONNX_FILE}: the best model could not be converted to ONNX ({error})")
+        return {"error": str(error)}
+    path = Path("outputs") / onnx_export.ONNX_FILE
+    path.write_bytes(graph.SerializeToString())
+    tracking.client.log_artifact(best_run, str(path), "outputs")
+    rows = (test if test is not None else data)[columns].head(ONNX_CHECK_ROWS)
+    expected, answered = np.asarray(model.predict(rows)), onnx_export.predict(path, rows)
+    if model.classes is None:
+        agreed = np.isclose(answered, expected, rtol=1e-4, atol=1e-6)
+    else:
+        agreed = answered.astype(str) == expected.astype(str)
+    log(f"outputs/{onnx_export.ONNX_FILE}: the ONNX model agrees with the MLflow model on {agreed.sum()} of {len(rows)} "
+        f"{'held-out' if test is not None else 'training'} rows")
+    return {"path": f"outputs/{onnx_export.ONNX_FILE}", "rows_checked": len(rows), "rows_agreeing": int(agreed.sum())}
+
+
 def _best_metrics(search: Search, estimator, best: dict, test: pd.DataFrame | None) -> dict:
     """The best trial's validation metrics, and the model's scores on the test rows as ``test_<metric>``."""
     settings, columns = search.settings, search.plan.feature_columns
@@ -397,6 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     estimator = getattr(automl.model, "estimator", automl.model)
     algorithm = _best_algorithm(automl, best, settings)
     model = _save_best_model(search, estimator, data, args.best_model)
+    onnx_model = _save_onnx_model(model, data, test, tracking, best["run_id"]) if settings.onnx_compatible else None
     metrics = _best_metrics(search, estimator, best, test)
     tracking.client.log_batch(parent, metrics=_metric_entities(metrics, time.time()))
     tracking.client.set_tag(parent, "automl_best_child_run_id", best["run_id"])
@@ -417,6 +453,7 @@ def main(argv: list[str] | None = None) -> None:
         "dropped_columns": plan.dropped,
         "rows_missing_target": missing_target,
         "explanation": explanation,
+        "onnx_model": onnx_model,
     }
     Path("outputs", SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
     log(f"done in {time.time() - started:.0f} s")

@@ -114,8 +114,32 @@ def automl_jobs(tmp_path_factory):
     ensemble.set_limits(timeout_minutes=ENSEMBLE_TIMEOUT_MINUTES, max_trials=6)
     ensemble.set_training(allowed_training_algorithms=["LightGBM", "RandomForest"], enable_stack_ensemble=True)
 
+    # the DP-100 AutoML exercise's job, trimmed: LogisticRegression blocked, ONNX-compatible models
+    onnx = automl.classification(
+        training_data=Input(type="mltable", path=str(DIABETES_DIR)),
+        target_column_name="Diabetic",
+        primary_metric="accuracy",
+        validation_data_size=0.2,
+        test_data_size=0.1,
+        experiment_name="automl-onnx",
+    )
+    onnx.set_limits(timeout_minutes=2, max_trials=3)
+    onnx.set_training(blocked_training_algorithms=["LogisticRegression"], enable_onnx_compatible_models=True)
+
+    # Azure takes max_trials=1 (FLAML alone, given max_iter=1, would train without scoring a trial)
+    single = automl.classification(
+        training_data=Input(type="mltable", path=str(DIABETES_DIR)),
+        target_column_name="Diabetic",
+        validation_data_size=0.2,
+        experiment_name="automl-single-trial",
+    )
+    single.set_limits(timeout_minutes=1, max_trials=1)
+    single.set_training(allowed_training_algorithms=["RandomForest"])
+
     jobs = SimpleNamespace(client=client, base=base, regression_frame=frame)
     jobs.ensemble = client.jobs.create_or_update(ensemble)
+    jobs.onnx = client.jobs.create_or_update(onnx)
+    jobs.single = client.jobs.create_or_update(single)
     jobs.classification = client.jobs.create_or_update(classification)
     jobs.regression = client.jobs.create_or_update(regression)
     jobs.exit_score = client.jobs.create_or_update(early_exit)
@@ -238,6 +262,43 @@ def test_classification_job_end_to_end(automl_jobs, helpers, tmp_path):
     predictions = np.asarray(loaded.predict(patients))
     assert predictions.shape == (100,)
     assert set(predictions.tolist()) <= {0, 1}
+
+
+def test_onnx_compatible_job_keeps_an_onnx_model_that_predicts_what_the_mlflow_model_predicts(automl_jobs, helpers, tmp_path):
+    client, name = automl_jobs.client, automl_jobs.onnx.name
+    job = finished(helpers, client, name)
+    artifacts = downloaded(client, name, tmp_path / "dl")
+    summary = json.loads((artifacts / "outputs" / "automl_summary.json").read_text())
+    assert summary["best_algorithm"] not in ("GradientBoosting", "KNN", "LogisticRegression")
+    # as on Azure, the best run carries model.onnx beside its MLflow model
+    best_run_id = job.properties["best_child_run_id"]
+    best_outputs = {a.path for a in mlflow_client(client).list_artifacts(best_run_id, "outputs")}
+    assert {"outputs/model.onnx", "outputs/mlflow-model"} <= best_outputs
+    assert summary["onnx_model"]["rows_agreeing"] == summary["onnx_model"]["rows_checked"] == 1000
+
+    import mlflow.pyfunc
+
+    from localml.automl import onnx_export
+
+    held_out = pd.read_csv(artifacts / "outputs" / "test_data" / "data.csv")
+    mlflow_model = mlflow.pyfunc.load_model(str(client._workspace.resolve_uri(f"azureml://jobs/{name}/outputs/best_model")))
+    rows = held_out[FEATURES]
+    onnx_file = mlflow_client(client).download_artifacts(best_run_id, "outputs/model.onnx", str(tmp_path))
+    assert list(onnx_export.predict(onnx_file, rows)) == list(np.asarray(mlflow_model.predict(rows)))
+    # the search used only algorithms that convert
+    trial_algorithms = {run.data.params["algorithm"] for run in child_runs(client, job)}
+    assert trial_algorithms.isdisjoint({"GradientBoosting", "KNN", "LogisticRegression"})
+    assert mlflow_client(client).get_run(name).data.params["enable_onnx_compatible_models"] == "True"
+
+
+def test_a_job_of_one_trial_scores_that_trial_and_keeps_its_model(automl_jobs, helpers, tmp_path):
+    client, name = automl_jobs.client, automl_jobs.single.name
+    job = finished(helpers, client, name)
+    children = child_runs(client, job)
+    assert [run.info.run_id for run in children] == [f"{name}_0"]
+    assert 0.5 < children[0].data.metrics["accuracy"] <= 1.0
+    assert job.properties["best_child_run_id"] == f"{name}_0"
+    assert (downloaded(client, name, tmp_path / "dl") / "outputs" / "mlflow-model" / "MLmodel").is_file()
 
 
 def test_regression_job_end_to_end(automl_jobs, helpers, tmp_path):
@@ -497,6 +558,22 @@ def test_settings_blocked_algorithms_and_ensembles():
     settings = settings_from_job(plain)
     assert settings.estimators == list(CLASSIFICATION_ALGORITHMS.values())
     assert settings.stack_ensemble and settings.warnings == []
+
+
+def test_settings_of_an_onnx_compatible_search_leave_out_what_does_not_convert():
+    job = _classification(DIABETES_DIR)
+    job.set_training(blocked_training_algorithms=["LogisticRegression"], enable_onnx_compatible_models=True,
+                     enable_stack_ensemble=True)
+    settings = settings_from_job(job)
+    assert settings.onnx_compatible
+    assert settings.estimators == ["sgd", "rf", "extra_tree", "lgbm", "xgboost"]
+    assert not settings.stack_ensemble and any("ONNX" in warning for warning in settings.warnings)
+    assert settings.mlflow_params()["enable_onnx_compatible_models"] == "True"
+
+    asked = _classification(DIABETES_DIR)
+    asked.set_training(allowed_training_algorithms=["LightGBM", "GradientBoosting"], enable_onnx_compatible_models=True)
+    with pytest.raises(LocalMLValidationError, match="GradientBoosting cannot be used .*skl2onnx.*Allow only ONNX-compatible"):
+        settings_from_job(asked)
 
 
 def test_settings_become_mlflow_parameters_under_the_azure_sdk_names():
