@@ -245,7 +245,8 @@ class Supervisor:
                 return
             for instance, port in ports.items():
                 current["instances"][instance]["port"] = port
-            current.update(provisioning_state="Succeeded", error=None, provisioner=None)
+            # the provisioner stays recorded: a removal that comes while it is still exiting stops it too
+            current.update(provisioning_state="Succeeded", error=None)
             save_deployment(self._catalog, current)
             self._write_endpoint_file(files, endpoint_row(self._catalog, endpoint))
         self._log(endpoint, row["name"], f"ready: instance(s) {sorted(ports)} on port(s) {[ports[i] for i in sorted(ports)]}")
@@ -348,7 +349,7 @@ class Supervisor:
                 return
             for host in row["instances"]:
                 _stop(host)  # not the provisioner: it is the caller, or already gone
-            row.update(provisioning_state="Failed", error=error, provisioner=None, instances=[None] * row["instance_count"])
+            row.update(provisioning_state="Failed", error=error, instances=[None] * row["instance_count"])
             save_deployment(self._catalog, row)
             self._write_endpoint_file(files, endpoint_row(self._catalog, endpoint))
 
