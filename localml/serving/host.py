@@ -66,7 +66,11 @@ def write_state(path: str, state: dict) -> None:
     """Write the state file whole or not at all: its readers never see half a file."""
     folder = os.path.dirname(os.path.abspath(path))
     with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".state-", suffix=".partial", delete=False) as partial:
-        json.dump(state, partial)
+        try:
+            json.dump(state, partial)
+        except BaseException:
+            os.unlink(partial.name)
+            raise
     os.replace(partial.name, path)
 
 
