@@ -254,7 +254,7 @@ class Columns:
         rows = {len(array) for array in arrays.values()}
         if len(rows) > 1:
             raise BadInput(f"The columns hold different numbers of values ({sorted(rows)}): give every column one value per row.")
-        return pd.DataFrame(arrays)
+        return pd.DataFrame(arrays, copy=False)  # the arrays are this request's own
 
 
 def use_one_thread(raw_model: Any) -> None:
@@ -504,12 +504,15 @@ class Host:
                     return
                 if request is None:
                     return
-                reply = await self.answer(request)
+                try:
+                    reply = await self.answer(request)
+                except Exception as error:  # a fault of this host's: the request fails, the host keeps serving
+                    traceback.print_exc()
+                    reply = error_reply(500, f"The host failed on this request: {type(error).__name__}: {error}.")
                 writer.write(encode_reply(reply, request.keep_alive))
-                if not request.keep_alive:
-                    await writer.drain()
-                    return
                 await writer.drain()
+                if not request.keep_alive:
+                    return
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away mid-request: nothing to answer
         finally:
