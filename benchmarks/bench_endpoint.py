@@ -157,7 +157,8 @@ def save_model(folder: Path):
     training = pd.read_csv(DIABETES_CSV, nrows=2000)
     features, label = training.drop(columns=["PatientID", "Diabetic"]), training["Diabetic"]
     model = lightgbm.LGBMClassifier(n_estimators=30, num_leaves=15, verbose=-1).fit(features, label)
-    mlflow.lightgbm.save_model(model, folder, signature=infer_signature(features, model.predict(features)))
+    mlflow.lightgbm.save_model(model, folder, signature=infer_signature(features, model.predict(features)),
+                               pip_requirements=["lightgbm"])  # named, not inferred (seconds of a subprocess)
     patients = pd.read_csv(PATIENTS_CSV)
     return [(json.dumps({"dataframe_split": json.loads(patients.iloc[[row]].to_json(orient="split"))}).encode(), int(prediction))
             for row, prediction in enumerate(model.predict(patients))]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import http
 import importlib.util
 import inspect
@@ -269,8 +270,9 @@ def use_one_thread(raw_model: Any) -> None:
         jobs = {key: 1 for key in raw_model.get_params(deep=True) if key == "n_jobs" or key.endswith("__n_jobs")}
         if jobs:
             raw_model.set_params(**jobs)
-    elif module.startswith("lightgbm"):  # a native Booster
-        raw_model.reset_parameter({"num_threads": 1})
+    elif module.startswith("lightgbm"):  # a native Booster: its thread count is an argument of each predict call
+        # (reset_parameter would do it once, but crashes LightGBM 4.7 on a Booster loaded from a file)
+        raw_model.predict = functools.partial(type(raw_model).predict, raw_model, num_threads=1)
     elif module.startswith("xgboost"):
         raw_model.set_param({"nthread": 1})
 
@@ -292,10 +294,12 @@ class MlflowModel:
 
     def _checked_columns(self) -> Columns | None:
         """The columns this host checks itself; None when MLflow's enforcement must do it (no signature, tensors,
-        optional columns, other types, a signature from type hints)."""
+        optional columns, other types, type hints)."""
         from mlflow.types import DataType
 
-        if self.schema is None or self.schema.is_tensor_spec() or self.pyfunc.metadata._is_signature_from_type_hint():
+        metadata = self.pyfunc.metadata
+        if self.schema is None or self.schema.is_tensor_spec() or metadata._is_signature_from_type_hint() \
+                or metadata._is_type_hint_from_example():
             return None
         specs = self.schema.inputs
         kinds = [spec.type.name if isinstance(spec.type, DataType) else None for spec in specs]

@@ -112,10 +112,11 @@ def serving_models(tmp_path_factory):
     # MLflow hints that integer columns cannot hold missing values: these never do
     warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column", UserWarning)
     boosted = lightgbm.LGBMClassifier(n_estimators=30, num_leaves=15, verbose=-1).fit(features, label)
-    mlflow.lightgbm.save_model(boosted, folder / "lightgbm", input_example=features.head(2),
+    # the requirements named: MLflow would otherwise infer them in a subprocess that loads the model (7 s each)
+    mlflow.lightgbm.save_model(boosted, folder / "lightgbm", input_example=features.head(2), pip_requirements=["lightgbm"],
                                signature=infer_signature(features, boosted.predict(features)))
     linear = LogisticRegression(max_iter=1000).fit(features, label)
-    mlflow.sklearn.save_model(linear, folder / "sklearn", serialization_format="cloudpickle",
+    mlflow.sklearn.save_model(linear, folder / "sklearn", serialization_format="cloudpickle", pip_requirements=["scikit-learn"],
                               signature=infer_signature(features, linear.predict(features)))
     return SimpleNamespace(
         lightgbm=SimpleNamespace(path=folder / "lightgbm", estimator=boosted),

@@ -253,7 +253,7 @@ def test_a_run_that_raises_is_a_500_with_the_score_py_line_on_stderr(custom_host
 
 def test_a_long_prediction_does_not_block_live(custom_host):
     connection = http.client.HTTPConnection("127.0.0.1", custom_host.port, timeout=60)
-    connection.request("POST", "/score", json.dumps({"sleep": 1.5, "data": []}))
+    connection.request("POST", "/score", json.dumps({"sleep": 1.0, "data": []}))
     time.sleep(0.2)  # the slow request holds the only prediction thread
     started = time.monotonic()
     assert get(custom_host.port, "/live")[0] == 200
@@ -330,3 +330,47 @@ def test_the_state_file_is_replaced_whole_never_half_written(tmp_path, monkeypat
         host_module.write_state(str(state_file), {"pid": 3, "ready": False, "error": "x"})
     assert json.loads(state_file.read_text()) == {"pid": 1, "port": 2, "ready": True}
     assert [path.name for path in tmp_path.iterdir()] == ["state.json"]
+
+
+# ------------------------------------------------------------------------------------------------ one thread
+
+
+def _features_and_label(serving_models):
+    patients = serving_models.patients
+    return patients, serving_models.lightgbm.estimator.predict(patients)
+
+
+def test_a_scikit_learn_pipeline_predicts_on_one_thread_with_the_same_predictions(serving_models):
+    import lightgbm
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, label = _features_and_label(serving_models)
+    pipeline = make_pipeline(StandardScaler(), lightgbm.LGBMClassifier(n_estimators=10, verbose=-1)).fit(features, label)
+    before = pipeline.predict(features)
+    host_module.use_one_thread(pipeline)
+    assert pipeline.get_params()["lgbmclassifier__n_jobs"] == 1
+    assert (pipeline.predict(features) == before).all()
+
+
+def test_a_native_lightgbm_booster_predicts_on_one_thread_with_the_same_predictions(serving_models):
+    import lightgbm
+
+    features, label = _features_and_label(serving_models)
+    trained = lightgbm.train({"objective": "binary", "verbose": -1}, lightgbm.Dataset(features, label), 10)
+    booster = lightgbm.Booster(model_str=trained.model_to_string())  # as MLflow loads it, from its file
+    before = booster.predict(features)
+    host_module.use_one_thread(booster)
+    assert booster.predict.keywords == {"num_threads": 1}
+    assert (booster.predict(features) == before).all()
+
+
+def test_a_native_xgboost_booster_predicts_on_one_thread_with_the_same_predictions(serving_models):
+    import xgboost
+
+    features, label = _features_and_label(serving_models)
+    booster = xgboost.train({"objective": "binary:logistic"}, xgboost.DMatrix(features, label), 10)
+    before = booster.predict(xgboost.DMatrix(features))
+    host_module.use_one_thread(booster)
+    assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] == "1"
+    assert (booster.predict(xgboost.DMatrix(features)) == before).all()
