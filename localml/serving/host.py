@@ -109,7 +109,7 @@ class Refused(Exception):
         self.reply = reply
 
 
-async def read_request(reader: asyncio.StreamReader, max_body_bytes: int) -> Request | None:
+async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_body_bytes: int) -> Request | None:
     """The next request on a connection, or None once the client has closed it."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -135,6 +135,8 @@ async def read_request(reader: asyncio.StreamReader, max_body_bytes: int) -> Req
     if length > max_body_bytes:
         raise Refused(error_reply(
             413, f"The body is {length} bytes; this deployment accepts at most {max_body_bytes}: send fewer rows per request."))
+    if headers.get("expect", "").lower() == "100-continue":  # curl asks so for bodies over 1 kB, then waits a second
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     body = await reader.readexactly(length) if length else b""
     connection = headers.get("connection", "").lower()
     keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
@@ -142,8 +144,9 @@ async def read_request(reader: asyncio.StreamReader, max_body_bytes: int) -> Req
 
 
 def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
+    known = reply.status in http.HTTPStatus._value2member_map_  # a score.py may answer any status
     head = [
-        f"HTTP/1.1 {reply.status} {http.HTTPStatus(reply.status).phrase}",
+        f"HTTP/1.1 {reply.status} {http.HTTPStatus(reply.status).phrase if known else 'Status'}",
         f"Content-Type: {reply.content_type}",
         f"Content-Length: {len(reply.body)}",
         "Connection: keep-alive" if keep_alive else "Connection: close",
@@ -400,9 +403,9 @@ class ScoringScript:
             raise FileNotFoundError(f"No scoring script {scoring_script!r} in {code_dir}: code_configuration.scoring_script "
                                     "names a file of code_configuration.code.")
         sys.path.append(code_dir)
-        loader = importlib.util.spec_from_file_location("entry_module", path)
-        script = importlib.util.module_from_spec(loader)
-        loader.loader.exec_module(script)
+        module_spec = importlib.util.spec_from_file_location("entry_module", path)
+        script = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(script)
         for function in ("init", "run"):
             if not callable(getattr(script, function, None)):
                 raise AttributeError(f"The scoring script {path} defines no {function}() function: Azure calls init() "
@@ -502,7 +505,7 @@ class Host:
         try:
             while True:
                 try:
-                    request = await read_request(reader, self.spec.max_body_bytes)
+                    request = await read_request(reader, writer, self.spec.max_body_bytes)
                 except Refused as refused:
                     await self._refuse(reader, writer, refused.reply)
                     return

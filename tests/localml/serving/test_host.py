@@ -144,6 +144,16 @@ def test_requests_share_one_keep_alive_connection(serving_models, lightgbm_port)
     assert sockets[0] is not None and all(sock is sockets[0] for sock in sockets)
 
 
+def test_a_client_that_expects_100_continue_gets_it_before_it_sends_the_body(serving_models, lightgbm_port):
+    # curl sends bodies over 1 kB so, and waits a second for the 100 before sending the body anyway
+    body = json.dumps(request_body("input_data", serving_models.patients.head(1))).encode()
+    with socket.create_connection(("127.0.0.1", lightgbm_port), timeout=5) as client:
+        client.sendall(f"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        assert client.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.sendall(body)
+        assert client.recv(1000).startswith(b"HTTP/1.1 200 OK")
+
+
 def test_live_and_ready_answer_200_once_the_model_is_loaded(lightgbm_port):
     assert get(lightgbm_port, "/live")[0] == 200
     assert get(lightgbm_port, "/ready")[0] == 200
