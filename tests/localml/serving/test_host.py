@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import http.client
 import json
 import socket
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -275,6 +277,14 @@ def test_a_long_prediction_does_not_block_live(custom_host):
 def test_a_custom_host_loads_only_the_standard_library_and_the_users_modules(custom_host):
     loaded = post(custom_host.port, {"modules": True})[1]
     assert [name for name in loaded if name in ("mlflow", "pandas", "numpy", "localml", "azure")] == []
+
+
+def test_the_host_imports_only_the_standard_library_at_module_level():
+    # it starts in a deployment's venv, which may hold only what the user's conda spec names
+    tree = ast.parse(Path(host_module.__file__).read_text())
+    modules = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
+    modules += [node.module for node in tree.body if isinstance(node, ast.ImportFrom)]
+    assert [name for name in modules if name.split(".")[0] not in sys.stdlib_module_names] == []
 
 
 def test_ready_is_503_and_live_200_while_init_runs(tmp_path, launch_host):
