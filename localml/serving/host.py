@@ -449,6 +449,7 @@ class ScoringScript:
 
 
 def openapi_document(spec: Spec, request_schema: dict, example: dict | None) -> dict:
+    """The OpenAPI 3 document of the host's routes; ``request_schema`` and ``example`` describe /score's body."""
     body = {"schema": request_schema, **({"example": example} if example is not None else {})}
     probe = {"get": {"responses": {"200": {"description": "up"}, "503": {"description": "still loading"}}}}
     return {
