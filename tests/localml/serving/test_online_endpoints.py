@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import sys
 import textwrap
 import time
@@ -413,3 +414,43 @@ def test_restore_all_brings_back_every_endpoint_after_a_reboot(serving, model_di
 
     assert (len(routers(ml_client)), len(hosts(ml_client))) == (2, 1)
     assert len(json.loads(ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", request_file=request_file))) == 3
+
+
+def test_a_deployment_comes_up_after_the_process_that_asked_for_it_has_exited(serving, model_dir):
+    ml_client = serving
+    create_endpoint(ml_client)
+    script = textwrap.dedent(f"""
+        from azure.ai.ml.constants import AssetTypes
+        from azure.ai.ml.entities import ManagedOnlineDeployment, Model
+        from localml import LocalMLClient
+        client = LocalMLClient({str(ml_client.root)!r})
+        client.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
+            name="blue", endpoint_name="diabetes-ep", instance_count=1,
+            model=Model(path={str(model_dir)!r}, type=AssetTypes.MLFLOW_MODEL)))  # no .result(): the caller leaves at once
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=READY_TIMEOUT, env={**os.environ, "PYTHONPATH": REPO})
+
+    deadline = time.monotonic() + READY_TIMEOUT
+    while (state := ml_client.online_deployments.get("blue", "diabetes-ep").provisioning_state) in ("Creating", "Updating"):
+        assert time.monotonic() < deadline, "the deployment did not come up"
+        time.sleep(0.2)
+    assert state == "Succeeded" and len(hosts(ml_client)) == 1
+
+
+def test_the_endpoint_groups_meet_injected_faults_as_the_other_groups_do(serving, monkeypatch):
+    monkeypatch.setenv("LOCALML_FAULTS", "online_endpoints.get=503x1,online_deployments.list=429x1")
+    with pytest.raises(HttpResponseError, match="Injected fault 503"):
+        serving.online_endpoints.get("diabetes-ep")
+    with pytest.raises(HttpResponseError, match="Injected fault 429"):
+        serving.online_deployments.list("diabetes-ep")
+    with pytest.raises(ResourceNotFoundError):  # each fault once: then the operation runs
+        serving.online_endpoints.get("diabetes-ep")
+
+
+def test_the_provisioner_starts_without_the_sdk_mlflow_or_prefect():
+    # one starts per deployment: each of these costs seconds of CPU before it can start a host
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, localml.serving.supervisor; print(' '.join(sys.modules))"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert [m for m in loaded if m.split(".")[0] in ("azure", "mlflow", "prefect", "sklearn", "pandas")] == []
