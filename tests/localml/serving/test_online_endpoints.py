@@ -201,6 +201,10 @@ def test_a_registered_model_deploys_by_reference_and_get_and_list_show_traffic_a
     with pytest.raises(HttpResponseError) as refused:
         ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", request_file=str(bad))
     assert refused.value.status_code == 424 and "Missing column(s) Pregnancies, PlasmaGlucose" in str(refused.value)
+    with pytest.raises(ValidationException, match="Deployment name green not found for this endpoint .*its deployments: blue"):
+        ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", deployment_name="green", request_file=request_file)
+    with pytest.raises(ResourceNotFoundError, match="Online endpoint 'nowhere' was not found"):
+        ml_client.online_endpoints.invoke(endpoint_name="nowhere", request_file=request_file)
     figures = ml_client.online_deployments.get_live_figures("blue", "diabetes-ep", window_seconds=60)
     assert figures["window_seconds"] == 60 and figures["requests"] == 2 and figures["status"]["2xx"] == 1 and figures["status"]["4xx"] == 1
 
