@@ -190,10 +190,24 @@ class Supervisor:
                 gone = [i for i, host in enumerate(deployment["instances"]) if not _alive(host)]
                 if gone:
                     self._log(endpoint, deployment["name"], f"instance(s) {gone} are gone: starting them again")
-                    self._bring_up(endpoint, deployment, gone)
+                hung = self._hung(endpoint, deployment, exclude=gone)
+                if gone or hung:
+                    self._bring_up(endpoint, deployment, gone + hung)
                     restarted = True
         while restarted and not self.router_has_read(endpoint):  # the request that follows goes to the new instances
             time.sleep(POLL_SECONDS)
+
+    def _hung(self, endpoint: str, row: dict, exclude: list[int]) -> list[int]:
+        """The instances that run but fail the liveness probe (no 200 from ``GET /live`` within its ``timeout``), each
+        stopped, so it is started again as Azure restarts such a container. A host answers ``/live`` while it predicts."""
+        timeout, hung = row["liveness_probe"]["timeout"], []
+        for instance, host in enumerate(row["instances"]):
+            if instance not in exclude and host and host.get("port") and not _answers(host["port"], "live", timeout):
+                self._log(endpoint, row["name"], f"instance {instance} did not answer GET /live within {timeout} s "
+                                                 "(liveness_probe.timeout): stopping it to start it again")
+                _stop(host)
+                hung.append(instance)
+        return hung
 
     def stop(self, endpoint: str, deployment: str | None = None) -> None:
         """Stop every process recorded for the endpoint (its router too) or for one of its deployments, as a reboot
@@ -321,7 +335,7 @@ class Supervisor:
                     raise ServingError(self._failure(endpoint, deployment, instance, state.get("error") or "its model did not load"))
                 if process.poll() is not None:
                     raise ServingError(self._failure(endpoint, deployment, instance, f"it exited with status {process.returncode} before it was ready"))
-                if state.get("pid") == process.pid and state.get("ready") and _answers_ready(state["port"], probe["timeout"]):
+                if state.get("pid") == process.pid and state.get("ready") and _answers(state["port"], "ready", probe["timeout"]):
                     ports[instance] = state["port"]
                     del waiting[instance]
             if waiting and time.monotonic() > deadline:
@@ -464,9 +478,10 @@ def _stop_deployment(row: dict | None) -> None:
         _stop(process)
 
 
-def _answers_ready(port: int, timeout: float) -> bool:
+def _answers(port: int, route: str, timeout: float) -> bool:
+    """True when a host's probe route (``live``, ``ready``) answers 200 within ``timeout`` seconds."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=timeout) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{route}", timeout=timeout) as response:
             return response.status == 200
     except OSError:  # refused, reset, timed out, or an HTTP error status
         return False

@@ -29,6 +29,7 @@ from azure.ai.ml.entities import (
     ManagedOnlineDeployment,
     ManagedOnlineEndpoint,
     Model,
+    ProbeSettings,
 )
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -401,6 +402,22 @@ def test_a_host_and_router_killed_with_sigkill_are_brought_back_by_the_next_oper
     [restarted] = hosts(ml_client)
     assert restarted.pid != host.pid
     assert "are gone: starting them again" in ml_client.online_deployments.get_logs("blue", "diabetes-ep", lines=100)
+
+
+def test_a_host_that_stops_answering_its_liveness_probe_is_replaced_by_the_next_operation(serving, model_dir, request_file):
+    ml_client = serving
+    endpoint = create_endpoint(ml_client)
+    deploy(ml_client, "blue", model=Model(path=str(model_dir), type=AssetTypes.MLFLOW_MODEL), liveness_probe=ProbeSettings(timeout=1))
+    endpoint.traffic = {"blue": 100}
+    ml_client.begin_create_or_update(endpoint).result()
+    [host] = hosts(ml_client)
+
+    host.send_signal(signal.SIGSTOP)  # alive, but answers nothing: as a host stuck for good
+
+    assert len(json.loads(ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", request_file=request_file))) == 3
+    [replacement] = hosts(ml_client)
+    assert replacement.pid != host.pid and psutil.wait_procs([host], timeout=10)[1] == []
+    assert "did not answer GET /live within 1 s" in ml_client.online_deployments.get_logs("blue", "diabetes-ep", lines=100)
 
 
 def test_restore_all_brings_back_every_endpoint_after_a_reboot(serving, model_dir, request_file):
