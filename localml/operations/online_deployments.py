@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 from azure.ai.ml.entities import (
@@ -145,8 +146,8 @@ class OnlineDeploymentOperations:
                     f"{where} runs a scoring script, so it needs an environment: name a curated one ('AzureML-sklearn-1.5@latest' "
                     "runs on localml's own interpreter) or give an Environment with a conda_file."
                 )
-        if model is not None and model.path and not str(model.path).startswith("azureml://"):
-            model = self._models.create_or_update(model)  # a local path: registered now, as Azure's SDK does
+        if isinstance(deployment.model, Model) and deployment.model.path:
+            model = self._models.create_or_update(model)  # a folder or a job's output: registered now, as Azure's SDK does
         served = {
             "model": f"azureml:{model.name}:{model.version}" if model else None,
             "model_path": model.path if model else None,
@@ -177,7 +178,7 @@ class OnlineDeploymentOperations:
             return model
         return self._models.get(model.name, model.version, None if model.version else "latest")
 
-    def _code_folder(self, code: str | None):
+    def _code_folder(self, code: str | None) -> Path:
         """The local folder of ``code_configuration.code``: a folder, or a code snapshot this workspace holds."""
         if code and str(code).startswith("azureml:"):
             reference = upload_code(self._workspace, code)  # checks the snapshot exists, copies nothing
@@ -253,7 +254,7 @@ class OnlineDeploymentOperations:
         )
 
 
-def _check_scoring_script(where: str, code: CodeConfiguration, folder) -> None:
+def _check_scoring_script(where: str, code: CodeConfiguration, folder: Path) -> None:
     script = str(code.scoring_script or "")
     if not script or not (folder / script).is_file():
         found = sorted(p.name for p in folder.glob("*.py")) if folder.is_dir() else []

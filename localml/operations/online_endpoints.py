@@ -149,10 +149,7 @@ class OnlineEndpointOperations:
         if deployment_name:
             _check_deployment_name(endpoint_name, deployment_name, [d["name"] for d in deployments])
         self._ensure_running(endpoint_name, raise_failure=True)
-        headers = {"Content-Type": "application/json"}
-        credential = self._credential(endpoint_name)
-        if credential:
-            headers["Authorization"] = f"Bearer {credential}"
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {bearer(self.get_keys(endpoint_name))}"}
         if deployment_name:
             headers["azureml-model-deployment"] = deployment_name
         timeout = max((d["request_settings"]["request_timeout_ms"] for d in deployments), default=0) / 1000 + INVOKE_MARGIN_SECONDS
@@ -162,9 +159,6 @@ class OnlineEndpointOperations:
                 return response.read().decode("utf-8")
         except urllib.error.HTTPError as response:
             raise _response_error(response.code, response.reason, response.read()) from None
-
-    def _credential(self, name: str) -> str:
-        return bearer(self.get_keys(name))
 
     # -- delete ------------------------------------------------------------------------------
     def begin_delete(self, name: str | None = None, *, local: bool = False) -> DonePoller:
