@@ -29,10 +29,11 @@ from azure.ai.ml.entities import (
     ManagedOnlineDeployment,
     ManagedOnlineEndpoint,
     Model,
+    OnlineRequestSettings,
     ProbeSettings,
 )
 from azure.ai.ml.exceptions import ValidationException
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestTimeoutError
 
 from localml.serving.records import ENDPOINT_KIND
 from localml.serving.supervisor import Supervisor
@@ -52,6 +53,14 @@ ECHO_SCORE = """
     def run(raw_data):
         rows = json.loads(raw_data)["input_data"]["data"]
         return {"greeting": greeting, "rows": len(rows), "six": six.__version__}
+"""
+SLEEPY_SCORE = """
+    import json, os, time
+    def init():
+        pass
+    def run(raw_data):
+        time.sleep(json.loads(raw_data).get("sleep", 0))
+        return {"greeting": os.environ["GREETING"]}
 """
 FAILING_SCORE = """
     def init():
@@ -356,6 +365,32 @@ def test_a_custom_score_py_in_a_conda_spec_environment_answers_from_its_own_venv
     [host] = hosts(ml_client)
     assert host.cmdline()[0].startswith(str(ml_client.root / "environments"))  # the venv's interpreter, not this one
     assert "building environment echo-env:1" in ml_client.online_deployments.get_logs("echo", "diabetes-ep", lines=200)
+
+
+def test_request_timeout_ms_bounds_a_request_and_an_update_replaces_every_host_with_the_new_settings(serving, tmp_path):
+    ml_client = serving
+    create_endpoint(ml_client)
+    code = CodeConfiguration(code=str(code_folder(tmp_path, SLEEPY_SCORE)), scoring_script="score.py")
+    # two requests at once per host: the quick request below does not wait behind the slow one's thread
+    settings = OnlineRequestSettings(request_timeout_ms=500, max_concurrent_requests_per_instance=2)
+    fields = dict(code_configuration=code, environment="AzureML-sklearn-1.5@latest", request_settings=settings)
+    deploy(ml_client, "sleepy", environment_variables={"GREETING": "first"}, **fields)
+    slow, quick = tmp_path / "slow.json", tmp_path / "quick.json"
+    slow.write_text(json.dumps({"sleep": 3}))
+    quick.write_text(json.dumps({}))
+
+    with pytest.raises(ServiceRequestTimeoutError) as timed_out:  # the router's 408, raised as Azure's SDK raises it
+        ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", deployment_name="sleepy", request_file=str(slow))
+    assert timed_out.value.status_code == 408
+    assert json.loads(ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", deployment_name="sleepy", request_file=str(quick))) == {"greeting": "first"}
+    [old_host] = hosts(ml_client)
+
+    updated = deploy(ml_client, "sleepy", environment_variables={"GREETING": "second"}, instance_count=2, **fields)
+
+    assert (updated.provisioning_state, updated.instance_count, updated.environment_variables) == ("Succeeded", 2, {"GREETING": "second"})
+    new_hosts = hosts(ml_client)
+    assert len(new_hosts) == 2 and old_host.pid not in [h.pid for h in new_hosts]
+    assert json.loads(ml_client.online_endpoints.invoke(endpoint_name="diabetes-ep", deployment_name="sleepy", request_file=str(quick))) == {"greeting": "second"}
 
 
 def test_a_score_py_whose_init_raises_leaves_the_deployment_failed_with_the_error_in_its_logs(serving, tmp_path):
