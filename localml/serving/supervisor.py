@@ -7,7 +7,8 @@ catalog at once, so a later caller can tell it from a process that reused the pi
 A deployment is provisioned by ``python -m localml.serving.supervisor ROOT ENDPOINT DEPLOYMENT``, a detached
 process that builds the deployment's environment if it needs one, starts its hosts, waits until each says ready
 and answers ``GET /ready``, and records Succeeded or Failed. ``ensure_running`` starts again, in the caller, what
-the catalog records as running and is gone, and waits for it, so the operation that found it down gets an answer.
+the catalog records as running and is gone (or fails its liveness probe), and waits for it, so the operation that
+found it down gets an answer.
 
 Short steps that read and rewrite a row or ``endpoint.json`` hold the endpoint's lock (``flock``); waiting for
 processes and building environments do not, so a ``get`` never waits behind a minutes-long build. The lock is not
@@ -86,11 +87,11 @@ class Supervisor:
             save_endpoint(self._catalog, row)
 
     def settle_router(self, endpoint: str) -> str:
-        """One look at a starting router: the endpoint's provisioning state, Succeeded once it listens and Failed
-        (with the reason recorded) once it exited or ``ROUTER_START_SECONDS`` passed."""
+        """One look at a starting router: the endpoint's provisioning state, Succeeded once it listens, Failed (with the
+        reason recorded) once it exited or ``ROUTER_START_SECONDS`` passed, else still Creating."""
         files = self.files(endpoint)
         row = endpoint_row(self._catalog, endpoint)
-        if row is None or row["provisioning_state"] != "Creating":
+        if row is None or row["provisioning_state"] == "Succeeded":  # a Failed one may have listened late: looked at again
             return row and row["provisioning_state"]
         router, listening = row.get("router"), _read_json(files.router_json)
         if router and listening and listening.get("pid") == router["pid"]:
@@ -105,7 +106,7 @@ class Supervisor:
                 f"The router of endpoint '{endpoint}' did not listen within {ROUTER_START_SECONDS:g} s. {_log_excerpt(files.router_log)}"
             )
         else:
-            return "Creating"
+            return row["provisioning_state"]  # still starting (Creating)
         with self._locked(files):
             row = endpoint_row(self._catalog, endpoint)
             if row is not None and row.get("router") == router:
@@ -173,7 +174,7 @@ class Supervisor:
 
     def ensure_running(self, endpoint: str) -> None:
         """Start again what the catalog records as running and is gone (the router, a deployment's hosts, a provisioner
-        that died half way), and wait until what was restarted is ready."""
+        that died half way) or fails its liveness probe, and wait until what was restarted is ready."""
         row = endpoint_row(self._catalog, endpoint)
         if row is None:
             return
