@@ -6,6 +6,7 @@ MLflow models serve a small scikit-learn model trained once per module on the di
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 import textwrap
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import psutil
@@ -311,6 +313,47 @@ def test_a_deployment_of_an_unknown_endpoint_or_with_a_bad_name_or_no_scoring_sc
     assert list(ml_client.online_deployments.list("diabetes-ep")) == []
     with pytest.raises(ResourceNotFoundError, match="Deployment of endpoint 'diabetes-ep' 'green' was not found"):
         ml_client.online_deployments.get("green", "diabetes-ep")
+
+
+def send_many(uri: str, key: str, count: int) -> list[str]:
+    """``count`` one-row requests over one keep-alive connection; the deployment that answered each."""
+    address = urllib.parse.urlsplit(uri)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    answered = []
+    for _ in range(count):
+        connection.request("POST", address.path, body=json.dumps({}), headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        answered.append(response.getheader("azureml-model-deployment"))
+    connection.close()
+    return answered
+
+
+def test_the_traffic_split_and_the_mirror_the_endpoint_is_given_reach_its_deployments_and_their_live_figures(serving, tmp_path):
+    ml_client = serving
+    endpoint = create_endpoint(ml_client)
+    code = CodeConfiguration(code=str(code_folder(tmp_path, SLEEPY_SCORE)), scoring_script="score.py")
+    for name in ("blue", "green"):
+        deploy(ml_client, name, code_configuration=code, environment="AzureML-sklearn-1.5@latest", environment_variables={"GREETING": name})
+    uri, key = ml_client.online_endpoints.get("diabetes-ep").scoring_uri, ml_client.online_endpoints.get_keys("diabetes-ep").primary_key
+
+    endpoint.traffic = {"blue": 80, "green": 20}
+    ml_client.begin_create_or_update(endpoint).result()
+    answered = send_many(uri, key, 300)
+    assert set(answered) == {"blue", "green"} and 39 <= answered.count("green") <= 81  # 60 expected; 3 standard deviations
+
+    def figures(name):  # a window holding both phases: what the mirror phase adds is the difference
+        return ml_client.online_deployments.get_live_figures(name, "diabetes-ep", window_seconds=120)
+
+    before = {name: figures(name) for name in ("blue", "green")}
+    endpoint.traffic, endpoint.mirror_traffic = {"blue": 100}, {"green": 20}
+    ml_client.begin_create_or_update(endpoint).result()
+    assert set(send_many(uri, key, 300)) == {"blue"}
+    time.sleep(0.5)  # the last mirrored copies are answered after the live requests
+    added = {name: {field: figures(name)[field] - before[name][field] for field in ("requests", "mirrored")} for name in before}
+    assert added["blue"] == {"requests": 300, "mirrored": 0}
+    assert added["green"]["requests"] == added["green"]["mirrored"] and 39 <= added["green"]["mirrored"] <= 81
 
 
 # -- keys --------------------------------------------------------------------------------------------
