@@ -206,7 +206,7 @@ class Supervisor:
             if instance not in exclude and host and host.get("port") and not _answers(host["port"], "live", timeout):
                 self._log(endpoint, row["name"], f"instance {instance} did not answer GET /live within {timeout} s "
                                                  "(liveness_probe.timeout): stopping it to start it again")
-                _stop(host)
+                stop_tree(host["pid"], grace_seconds=1)  # a host that answers nothing will not shut down gracefully either
                 hung.append(instance)
         return hung
 
