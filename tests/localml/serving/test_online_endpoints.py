@@ -1,7 +1,9 @@
 """Online endpoints on localml, through the SDK's entities: real routers and hosts, real ports, real kill -9. No mocks.
 
-Each test's endpoints are stopped at its end (the ``serving`` fixture), so no process outlives a test. Deployments of
-MLflow models serve a small scikit-learn model trained once per module on the diabetes sample.
+Each test's endpoints are stopped at its end (the ``serving`` fixture), so no process outlives a test. MLflow
+deployments serve a small scikit-learn model trained once per module on the diabetes sample (``tests/data``'s patient
+rows have no label: they are what the tests score). Where the model does not matter, a deployment runs a score.py of
+the standard library only (``deploy_greeter``): its host is up in a fraction of a second, an MLflow one in seconds.
 """
 
 from __future__ import annotations
