@@ -143,7 +143,9 @@ def up(stack: Stack = Stack()) -> int:
     stack.choices_file.write_text(json.dumps({"database": stack.database, "workers": stack.workers}))
     from localml import LocalMLClient
 
-    LocalMLClient(stack.localml_root)  # creates the workspace and its MLflow store if they are new
+    workspace = LocalMLClient(stack.localml_root)  # creates the workspace and its MLflow store if they are new
+    # endpoints outlive the stack; after a reboot their serving processes are gone and come back here
+    serving = workspace.online_endpoints.restore_all()
     if stack.database == "postgresql":
         _start_postgres(stack)
     env = stack.env()
@@ -168,6 +170,7 @@ def up(stack: Stack = Stack()) -> int:
         f"  MLflow UI    http://127.0.0.1:{stack.mlflow_port}   (every job's run, metrics and artifacts)\n"
         f"  workers      {workers} on pool {POOL}, logs in {stack.state}/worker*.log\n"
         f"  database     {stack.database_shown}\n"
+        f"  endpoints    {', '.join(serving) or 'none yet'}\n"
         f"\nRun a deployment:  PREFECT_API_URL={stack.api_url} prefect deployment run baseline/baseline\n"
         "Stop it all:       amlflows down\n"
     )
@@ -220,7 +223,8 @@ def down(stack: Stack = Stack()) -> int:
     """Stop every process ``up`` started: workers first, so no flow run is picked up meanwhile; the database last."""
     for name in _started(stack.state):
         _stop(stack.state, name)
-    print("amlflows is down (the Prefect database and the localml workspace are kept).")
+    print("amlflows is down (the Prefect database and the localml workspace are kept; online endpoints keep serving "
+          "until ml_client.online_endpoints.begin_delete).")
     return 0
 
 
