@@ -392,10 +392,15 @@ def test_a_regenerated_key_replaces_the_old_one_which_gets_401(serving, tmp_path
         ml_client.online_endpoints.begin_regenerate_keys(name="diabetes-ep", key_type="tertiary")
 
 
-def test_an_aml_token_endpoint_hands_out_a_token_and_has_no_keys_to_regenerate(serving):
+def test_an_aml_token_endpoint_hands_out_a_token_the_router_takes_and_has_no_keys_to_regenerate(serving, tmp_path, request_file):
     serving.begin_create_or_update(ManagedOnlineEndpoint(name="token-ep", auth_mode="aml_token")).result()
+    deploy_greeter(serving, "blue", tmp_path, endpoint="token-ep")
     token = serving.online_endpoints.get_keys("token-ep")
     assert isinstance(token, EndpointAuthToken) and token.access_token and token.expiry_time_utc > time.time() + 3600
+    uri = serving.online_endpoints.get("token-ep").scoring_uri
+    status, body = post(uri, open(request_file, "rb").read(), token.access_token, deployment="blue")
+    assert status == 200 and json.loads(body) == {"greeting": "blue"}
+    assert post(uri, open(request_file, "rb").read(), "not-a-token", deployment="blue")[0] == 401
     with pytest.raises(ValidationException, match="does not use keys for authentication"):
         serving.online_endpoints.begin_regenerate_keys(name="token-ep")
 
