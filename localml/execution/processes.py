@@ -49,7 +49,8 @@ def wait_for_exit(pid: int | None, seconds: float) -> None:
 
 
 def stop_tree(pid: int, grace_seconds: float = 5.0, include_root: bool = True) -> None:
-    """Terminate a process's descendants (and the process), then kill whatever outlives the grace period."""
+    """Terminate a process's descendants (and the process), then kill whatever outlives the grace period; returns
+    once they are gone."""
     try:
         root = psutil.Process(pid)
         processes = root.children(recursive=True) + ([root] if include_root else [])
@@ -66,6 +67,8 @@ def stop_tree(pid: int, grace_seconds: float = 5.0, include_root: bool = True) -
             process.kill()
         except psutil.Error:
             pass
+    # a killed process still takes a moment to go: a caller that starts its replacement next must not find it alive
+    psutil.wait_procs(alive, timeout=grace_seconds)
 
 
 def stop_group(leader_pid: int) -> None:
