@@ -49,17 +49,19 @@ def convert(model, sample: pd.DataFrame):
 
 def predict(path, frame: pd.DataFrame) -> np.ndarray:
     """What the ONNX model at ``path`` predicts for ``frame`` (labels, or values for regression)."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = _session(path)
     return session.run(None, input_feed(session, frame))[0].ravel()
 
 
 def predict_proba(path, frame: pd.DataFrame) -> np.ndarray:
+    session = _session(path)
+    return session.run(["probabilities"], input_feed(session, frame))[0]
+
+
+def _session(path):
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["probabilities"], input_feed(session, frame))[0]
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def input_feed(session, frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -164,6 +164,15 @@ def deploy_greeter(ml_client, name, tmp_path, **fields) -> ManagedOnlineDeployme
                   **{"environment_variables": {"GREETING": name}, **fields})
 
 
+def greeting_endpoint(ml_client, tmp_path) -> ManagedOnlineEndpoint:
+    """diabetes-ep with the greeter deployed as blue, taking all of its traffic."""
+    endpoint = create_endpoint(ml_client)
+    deploy_greeter(ml_client, "blue", tmp_path)
+    endpoint.traffic = {"blue": 100}
+    ml_client.begin_create_or_update(endpoint).result()
+    return endpoint
+
+
 def code_folder(tmp_path, script: str, name: str = "src"):
     folder = tmp_path / name
     folder.mkdir(exist_ok=True)
@@ -276,10 +285,7 @@ def test_traffic_azure_refuses_is_refused_before_the_router_hears_of_it(serving,
 
 def test_a_deployment_taking_traffic_cannot_be_deleted_and_its_hosts_keep_serving(serving, tmp_path, request_file):
     ml_client = serving
-    endpoint = create_endpoint(ml_client, traffic={})
-    deploy_greeter(ml_client, "blue", tmp_path)
-    endpoint.traffic = {"blue": 100}
-    ml_client.begin_create_or_update(endpoint).result()
+    endpoint = greeting_endpoint(ml_client, tmp_path)
 
     with pytest.raises(ValidationException, match=r"takes 100% of endpoint 'diabetes-ep''s live traffic .* endpoint.traffic without it"):
         ml_client.online_deployments.begin_delete(name="blue", endpoint_name="diabetes-ep")
@@ -367,10 +373,7 @@ def test_the_traffic_split_and_the_mirror_the_endpoint_is_given_reach_its_deploy
 # -- keys --------------------------------------------------------------------------------------------
 def test_a_regenerated_key_replaces_the_old_one_which_gets_401(serving, tmp_path, request_file):
     ml_client = serving
-    endpoint = create_endpoint(ml_client)
-    deploy_greeter(ml_client, "blue", tmp_path)
-    endpoint.traffic = {"blue": 100}
-    ml_client.begin_create_or_update(endpoint).result()
+    endpoint = greeting_endpoint(ml_client, tmp_path)
     uri, body = ml_client.online_endpoints.get("diabetes-ep").scoring_uri, open(request_file, "rb").read()
     old = ml_client.online_endpoints.get_keys("diabetes-ep")
     assert isinstance(old, EndpointAuthKeys) and old.primary_key != old.secondary_key
@@ -513,10 +516,7 @@ def test_a_host_that_stops_answering_its_liveness_probe_is_replaced_by_the_next_
 
 def test_restore_all_brings_back_every_endpoint_after_a_reboot(serving, tmp_path, request_file):
     ml_client = serving
-    endpoint = create_endpoint(ml_client)
-    deploy_greeter(ml_client, "blue", tmp_path)
-    endpoint.traffic = {"blue": 100}
-    ml_client.begin_create_or_update(endpoint).result()
+    endpoint = greeting_endpoint(ml_client, tmp_path)
     create_endpoint(ml_client, name="empty-ep")
     Supervisor(ml_client._workspace).stop("diabetes-ep")  # what a reboot does: every process gone, the catalog kept
     Supervisor(ml_client._workspace).stop("empty-ep")
