@@ -43,6 +43,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from amlflows.stack import DATABASES, MAX_WORKERS
 from flows.baseline import BaselineParameters, baseline
+from flows.deploy import DeployParameters, deploy
 from flows.monitor import MonitorParameters, monitor
 from flows.rai_review import RAIReviewParameters, rai_review
 from flows.refine import RefineParameters, refine
@@ -58,6 +59,7 @@ FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
     "rai_review": (rai_review, RAIReviewParameters),
     "monitor": (monitor, MonitorParameters),
     "retrain": (retrain, RetrainParameters),
+    "deploy": (deploy, DeployParameters),
 }
 #: ``--<option> none`` of an optional nested setting (an option left out keeps its default)
 _NONE = object()

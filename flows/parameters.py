@@ -15,12 +15,12 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from tasks.names import COMPUTE, DATA, EXPERIMENT, MODEL
+from tasks.names import COMPUTE, DATA, ENDPOINT, EXPERIMENT, MODEL
 
 #: Fields that name something in the workspace, and the rule Azure holds that name to. Any flow's field of one of
 #: these names is checked with its parameters (at the command line, in the UI's form), so a name Azure or localml
 #: would refuse fails in well under a second, before the flow starts, not minutes into it.
-NAME_FIELDS = {"data_name": DATA, "model_name": MODEL, "experiment_name": EXPERIMENT, "compute": COMPUTE}
+NAME_FIELDS = {"data_name": DATA, "model_name": MODEL, "experiment_name": EXPERIMENT, "compute": COMPUTE, "endpoint_name": ENDPOINT}
 
 
 def reference_check(check: Callable[[str], object], *fields: str) -> Any:

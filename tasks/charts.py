@@ -125,3 +125,24 @@ def drift_chart(features: list[tuple[str, float, bool]], psi_threshold: float) -
     axes.set(xlabel="population stability index (current against reference)", title="Drift by feature (red: drifted)")
     axes.legend(loc="lower right")
     return png(figure)
+
+
+def rollout_chart(steps: list[tuple[str, dict[str, tuple[float | None, float]]]]) -> bytes:
+    """Two panels over the rollout's steps: each deployment's p95 latency, and its failure rate.
+
+    ``steps`` is each step's name with, per deployment, its (p95 ms or None, failure rate).
+    """
+    names = [name for name, _ in steps]
+    deployments = list(dict.fromkeys(deployment for _, figures in steps for deployment in figures))
+    figure, (latency, failures) = new_figure((max(6.0, 1.3 * len(names) + 2), 4.5), ncols=2)
+    for deployment in deployments:
+        points = [(i, figures[deployment]) for i, (_, figures) in enumerate(steps) if deployment in figures]
+        latency.plot([i for i, (p95, _) in points if p95 is not None], [p95 for _, (p95, _) in points if p95 is not None],
+                     "o-", label=deployment)
+        failures.plot([i for i, _ in points], [100 * rate for _, (_, rate) in points], "o-", label=deployment)
+    for axes, label in ((latency, "p95 latency (ms)"), (failures, "failed requests (%)")):
+        axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        axes.set(ylabel=label)
+        axes.legend(loc="upper left")
+    figure.suptitle("Rollout: the new deployment against the current one, step by step")
+    return png(figure)

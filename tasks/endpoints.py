@@ -141,6 +141,38 @@ def ensure_endpoint(workspace: str, spec: EndpointSpec) -> EndpointRef:
     return EndpointRef.of(endpoint)
 
 
+@task(name="get_endpoint", **TRANSIENT_RETRIES)
+def get_endpoint(workspace: str, name: str) -> EndpointRef | None:
+    """The endpoint's traffic, mirror traffic and tags, or None when there is no endpoint of that name.
+
+    Example:
+        ```python
+        endpoint = get_endpoint("local", "diabetes-ep")
+        live = max(endpoint.traffic, key=endpoint.traffic.get) if endpoint and endpoint.traffic else None
+        ```
+    """
+    try:
+        return EndpointRef.of(get_client(workspace).online_endpoints.get(name))
+    except ResourceNotFoundError:
+        return None
+
+
+@task(name="tag_endpoint", **TRANSIENT_RETRIES)
+def tag_endpoint(workspace: str, endpoint_name: str, tags: dict[str, str | None]) -> EndpointRef:
+    """Set the endpoint's tags named in ``tags``; a tag set to None is removed. Its other tags stay.
+
+    Example:
+        ```python
+        tag_endpoint("local", "diabetes-ep", {"model.green": "azureml:diabetes-baseline:4", "model.blue": None})
+        ```
+    """
+    client = get_client(workspace)
+    endpoint = client.online_endpoints.get(endpoint_name)
+    merged = {**(endpoint.tags or {}), **tags}
+    endpoint.tags = {key: value for key, value in merged.items() if value is not None}
+    return EndpointRef.of(client.online_endpoints.begin_create_or_update(endpoint).result())
+
+
 @task(name="create_deployment", **TRANSIENT_RETRIES)
 def create_deployment(workspace: str, spec: DeploymentSpec) -> DeploymentRef:
     """Deploy a model and wait until it answers its readiness probe; a deployment already serving this spec is kept.
@@ -206,6 +238,11 @@ def invoke_endpoint(workspace: str, endpoint_name: str, request: dict, deploymen
         invoke_endpoint("local", "diabetes-ep", {"input_data": {"columns": [...], "data": [[...]]}}, "green")
         ```
     """
+    return score_on_deployment(workspace, endpoint_name, deployment_name, request)
+
+
+def score_on_deployment(workspace: str, endpoint_name: str, deployment_name: str | None, request: dict) -> Any:
+    """``ml_client.online_endpoints.invoke`` with the request written to a file, as it takes one; the parsed answer."""
     client = get_client(workspace)
     with tempfile.TemporaryDirectory(prefix="amlflows-request-") as folder:
         request_file = Path(folder) / "request.json"
@@ -226,6 +263,11 @@ def read_deployment_figures(workspace: str, endpoint_name: str, deployment_name:
         print(figures.failure_rate, figures.latency_ms["p95"])
         ```
     """
+    return deployment_figures(workspace, endpoint_name, deployment_name, window_seconds)
+
+
+def deployment_figures(workspace: str, endpoint_name: str, deployment_name: str, window_seconds: float) -> DeploymentFigures:
+    """The figures ``read_deployment_figures`` returns, for code that reads them in a loop of its own (a rollout step)."""
     client = get_client(workspace)
     if not is_local_client(client):
         raise NotImplementedError(

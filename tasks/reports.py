@@ -16,10 +16,11 @@ from prefect.artifacts import (
 )
 
 from tasks.automl import AutoMLSummary, Trial
-from tasks.charts import drift_chart
+from tasks.charts import drift_chart, rollout_chart
 from tasks.drift import DriftReport
 from tasks.evaluation import ModelComparison, RetrainResult
 from tasks.rai import ReviewVerdict
+from tasks.rollout import DeployResult, StepResult
 from tasks.sweep import SweepResult
 
 LEADERBOARD_ROWS = 25
@@ -327,3 +328,54 @@ def publish_retrain_report(result: RetrainResult) -> str:
     )
     create_markdown_artifact(markdown=markdown, key="retrain-decision", description=f"Retraining on {result.data}")
     return markdown
+
+
+@task(name="publish_rollout_report")
+def publish_rollout_report(result: DeployResult) -> str:
+    """A deployment's artifacts: the outcome, the rollout timeline (each step's traffic, requests, failure rate and
+    p95 for both deployments, verdict), a chart of latency and failures across the steps, the endpoint's link.
+
+    Example:
+        ```python
+        publish_rollout_report(result)
+        ```
+    """
+    outcome = {
+        "deployed": f"`{result.model}` deployed as `{result.deployment}`, taking all traffic",
+        "rolled out": f"`{result.model}` rolled out to `{result.deployment}`, taking all traffic; `{result.previous}` "
+                      f"{'kept at 0%' if result.previous_kept else 'deleted'}",
+        "unchanged": f"nothing to do: `{result.deployment}` already serves `{result.model}`",
+        "rolled back": f"`{result.model}` **rolled back**: the endpoint serves as before"
+                       + (f" (`{result.previous}`)" if result.previous else ""),
+    }[result.outcome]
+    markdown = (
+        f"# Deploying to `{result.endpoint}`\n\n**Outcome:** {outcome}  \n"
+        + (f"**Found:** {result.interrupted_rollout}  \n" if result.interrupted_rollout else "")
+        + (f"\n| step | traffic | mirror | seconds | new: requests | new: failure rate | new: p95 ms | current: requests "
+           "| current: failure rate | current: p95 ms | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+           + "\n".join(_timeline_row(step) for step in result.steps) + "\n" if result.steps else "")
+    )
+    create_markdown_artifact(markdown=markdown, key="rollout-timeline", description=f"Deploying {result.model} to {result.endpoint}")
+    watched = [step for step in result.steps if step.new is not None]
+    if watched:
+        chart = rollout_chart([(step.step, {f.deployment: (f.latency_ms.get("p95"), f.failure_rate)
+                                            for f in (step.new, step.current) if f is not None}) for step in watched])
+        _publish_png(chart, "rollout-chart", "p95 latency and failure rate by step")
+    _publish_link(result.scoring_uri, f"{result.endpoint} scoring URI", "endpoint")
+    return markdown
+
+
+def _timeline_row(step: StepResult) -> str:
+    def figures(f) -> str:
+        if f is None:
+            return " | | "
+        p95 = f.latency_ms.get("p95")
+        return f"{f.requests} | {f.failure_rate:.2%} | {'' if p95 is None else f'{p95:.1f}'}"
+
+    verdict = step.verdict if step.passed else f"**{step.verdict}**"
+    return (f"| {step.step} | {_shares(step.traffic)} | {_shares(step.mirror)} | {step.seconds:g} | {figures(step.new)} | "
+            f"{figures(step.current)} | {verdict}: {step.reason} |")
+
+
+def _shares(shares: dict[str, int]) -> str:
+    return ", ".join(f"{name} {share}%" for name, share in shares.items())
