@@ -2,8 +2,8 @@
 only when it passes the review's gate and beats the champion on the same test rows.
 
     data version -> baseline (AutoML) [and tune (a sweep)] -> rai_review of each (gate) -> the better one is
-    the candidate -> the champion reviewed the same way -> promote (tag champion=true) or keep the champion,
-    with the reason -> decision report
+    the candidate -> the champion reviewed the same way -> promote (tag champion=true, emit amlflows.model.promoted)
+    or keep the champion, with the reason -> decision report
 
 It starts by hand, on a schedule, or from the drift event the ``monitor`` flow emits; the reason and
 the event's payload are parameters, and stay on the candidate's tags.
@@ -22,7 +22,8 @@ from flows.parameters import FlowParameters, reference_check
 from flows.rai_review import RAIReviewParameters, RAIReviewResult, rai_review
 from flows.tune import TuneParameters, tune
 from tasks.data import check_data_reference, resolve_data
-from tasks.evaluation import RetrainResult, best_candidate, promotion_decision
+from tasks.evaluation import RetrainResult, best_candidate, promotion_decision, promotion_event_payload
+from tasks.events import emit_promotion_event
 from tasks.models import ModelRef, find_champion, promote_model, resolve_model, tag_model_version
 from tasks.rai import INSIGHTS, Insight, ScorecardThresholds, review_score
 from tasks.reports import publish_retrain_report
@@ -98,6 +99,9 @@ def retrain(params: RetrainParameters = RetrainParameters.defaults()) -> Retrain
         metric=metric, candidate_score=candidate_score, champion_before=champion.reference if champion else None,
         champion_score=champion_score, promoted=promote, champion_after=champion_after, decision=decision, event=params.event,
     )
+    if promote:  # for the deploy deployment's trigger: it rolls the new champion out
+        event_id = emit_promotion_event(workspace, candidate, champion, promotion_event_payload(result), data)
+        result = result.model_copy(update={"event_id": event_id})
     publish_retrain_report(result)
     return result
 

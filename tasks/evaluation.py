@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from prefect import get_run_logger, task
@@ -191,6 +191,16 @@ class RetrainResult(BaseModel):
     champion_after: str | None
     decision: str
     event: dict = Field(default_factory=dict, description="The payload of the event that started the run")
+    event_id: str | None = Field(None, description="The id of the amlflows.model.promoted event, when the run promoted")
+
+
+def promotion_event_payload(result: RetrainResult) -> dict[str, Any]:
+    """What a promotion event carries: the promoted candidate, the champion it replaced, why, and the numbers compared."""
+    return {
+        "model": result.candidate, "previous_champion": result.champion_before, "reason": result.reason,
+        "decision": result.decision, "metric": result.metric, "candidate_score": result.candidate_score,
+        "champion_score": result.champion_score,
+    }
 
 
 @task(name="promotion_decision")

@@ -309,7 +309,8 @@ def publish_drift_report(report: DriftReport, share_threshold: float, event_id: 
 
 @task(name="publish_retrain_report")
 def publish_retrain_report(result: RetrainResult) -> str:
-    """The retraining's decision as a markdown artifact: the candidate, the champion before and after, the numbers.
+    """The retraining's decision as a markdown artifact: the candidate, the champion before and after, the numbers,
+    and the promotion event's id when it promoted.
 
     Example:
         ```python
@@ -325,6 +326,8 @@ def publish_retrain_report(result: RetrainResult) -> str:
         + (f", {metric} {result.champion_score:.4f}" if result.champion_score is not None else "")
         + f"  \n**Champion now:** `{result.champion_after or 'none'}` (tagged `champion=true`)\n"
         + (f"\n**Started by the event:** `{json.dumps(result.event, default=str)[:800]}`\n" if result.event else "")
+        + (f"\n**Promotion event:** `{result.event_id}` (`amlflows.model.promoted`, for the deploy trigger)\n" if result.event_id
+           else "\n**Promotion event:** not emitted (Prefect events are turned off here)\n" if result.promoted else "")
     )
     create_markdown_artifact(markdown=markdown, key="retrain-decision", description=f"Retraining on {result.data}")
     return markdown

@@ -25,6 +25,14 @@ def workspace_root(prefect_server, tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def started():
+    """When the test started (UTC): the events it looks for are those stored since."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+@pytest.fixture
 def ml_client(workspace_root):
     from tasks.workspace import get_client
 

@@ -3,8 +3,6 @@ not drifted emits nothing, and data that does not match the reference is refused
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import pytest
 from prefect.artifacts import Artifact
@@ -13,6 +11,7 @@ from flows.monitor import MonitorParameters, monitor
 from tasks.events import DRIFT_EVENT
 from tasks.workspace import get_client
 from tests.conftest import REPO
+from tests.events import stored_events
 
 DIABETES = REPO / "examples" / "data" / "diabetes"
 
@@ -22,13 +21,6 @@ def write_version(folder, frame: pd.DataFrame):
     frame.to_csv(folder / "diabetes.csv", index=False)
     (folder / "MLTable").write_text((DIABETES / "MLTable").read_text())
     return str(folder)
-
-
-@pytest.fixture
-def started():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
 
 
 @pytest.fixture
@@ -53,21 +45,8 @@ def versions(workspace_root, tmp_path):
 
 
 def drift_events(reference: str, since, timeout: float = 30.0) -> list:
-    """The drift events about ``reference`` the Prefect server has stored since ``since`` (the session's server
-    keeps other tests' events; events arrive asynchronously)."""
-    from prefect.client.orchestration import get_client as prefect_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
-
-    deadline = time.monotonic() + timeout
-    with prefect_client(sync_client=True) as client:
-        while True:
-            page = client.read_events(
-                filter=EventFilter(event=EventNameFilter(name=[DRIFT_EVENT]), occurred=EventOccurredFilter(since=since)), limit=50
-            )
-            found = [e for e in page.events if e.resource.get("amlflows.data.reference") == reference]
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.5)
+    """The drift events about the data version ``reference`` stored since ``since``."""
+    return stored_events(DRIFT_EVENT, {"amlflows.data.reference": reference}, since, timeout)
 
 
 def test_drifted_data_emits_the_event_with_its_data_version_and_figures(versions, started):
