@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field
 
 from amlkit.hashing import content_hash
 from amlkit.references import is_local_path
+from tasks.azure_metrics import endpoint_resource_id, read_figures
 from tasks.registration import fingerprint
 from tasks.retries import TRANSIENT_RETRIES, is_transient
-from tasks.workspace import get_client, is_local_client
+from tasks.workspace import azure_metrics_client, get_client, is_local_client
 
 #: The deployment tag holding the fingerprint of what it serves.
 DEPLOYMENT_FINGERPRINT_TAG = "amlflows.deployment"
@@ -109,7 +110,8 @@ class DeploymentRef(BaseModel):
 
 
 class DeploymentFigures(BaseModel):
-    """A deployment's live figures over a sliding window, as the endpoint's router counts them."""
+    """A deployment's live figures over a sliding window, as the endpoint's router counts them (localml) or as
+    Azure Monitor's per-minute metrics of the endpoint add up (Azure)."""
 
     deployment: str
     window_seconds: float
@@ -257,6 +259,14 @@ def score_on_deployment(workspace: str, endpoint_name: str, deployment_name: str
 def read_deployment_figures(workspace: str, endpoint_name: str, deployment_name: str, window_seconds: float = 60) -> DeploymentFigures:
     """Requests, failures and latency percentiles of a deployment over the last ``window_seconds``.
 
+    On localml, the endpoint's router counts them, request by request, up to now. On Azure, they are read from the
+    metrics Azure Monitor keeps for the endpoint (``RequestsPerMinute`` by status code, ``RequestLatency_P50``...
+    ``_P99``, each filtered on the deployment; see ``tasks/azure_metrics.py``), with the workspace client's
+    credential. Those come in one-minute buckets and reach Azure Monitor a minute or more late: the window is
+    rounded up to whole minutes ending at the start of the current minute (``window_seconds`` of the figures says
+    how long it was), its latest minutes may still be incomplete or missing, and each latency percentile is the
+    window's worst minute. A rollout step should let traffic run for the window plus a few minutes before judging.
+
     Example:
         ```python
         figures = read_deployment_figures("local", "diabetes-ep", "green", window_seconds=120)
@@ -270,10 +280,10 @@ def deployment_figures(workspace: str, endpoint_name: str, deployment_name: str,
     """The figures ``read_deployment_figures`` returns, for code that reads them in a loop of its own (a rollout step)."""
     client = get_client(workspace)
     if not is_local_client(client):
-        raise NotImplementedError(
-            "Live figures are read from localml's endpoint routers; on Azure they are in Azure Monitor "
-            "(RequestLatency_P95, RequestsPerMinute), which amlflows does not read yet."
-        )
+        resource_id = endpoint_resource_id(client.subscription_id, client.resource_group_name, client.workspace_name,
+                                           endpoint_name)
+        figures = read_figures(azure_metrics_client(client), resource_id, deployment_name, window_seconds)
+        return DeploymentFigures(deployment=deployment_name, **figures)
     figures = client.online_deployments.get_live_figures(deployment_name, endpoint_name, window_seconds=window_seconds)
     return DeploymentFigures(deployment=deployment_name, **figures)
 

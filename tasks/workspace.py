@@ -99,6 +99,20 @@ def download_run_artifact(workspace: str, run_id: str, path: str, destination: s
         raise ValueError(f"Run {run_id} has no {path} ({error}).") from None
 
 
+def azure_metrics_client(client: Any) -> Any:
+    """A ``MetricsQueryClient`` for the Azure Monitor metrics of the workspace's resources (an Azure ``MLClient``).
+
+    It signs in with the credential the ``MLClient`` was made with, and speaks to the Resource Manager of the
+    client's cloud (sovereign clouds included). ``MLClient`` keeps both only as private attributes: this is the one
+    place that reads them.
+    """
+    from azure.monitor.query import MetricsQueryClient
+
+    if is_local_client(client):
+        raise ValueError("localml keeps no Azure Monitor metrics: a local endpoint's router counts its figures.")
+    return MetricsQueryClient(client._credential, endpoint=client._base_url)
+
+
 def is_local(workspace: str) -> bool:
     return is_local_client(get_client(workspace))
 
