@@ -63,10 +63,20 @@ def running_stack(base, **choices):
         assert started == 0, output.getvalue()
         yield SimpleNamespace(stack=stack, output=output.getvalue(), settings=settings)
     finally:
+        delete_endpoints(stack.localml_root)  # `down` leaves endpoints serving, as a user wants; a test must not
         assert down(stack) == 0
         assert status(stack) == dict.fromkeys(running, None)
         for pid in running.values():  # gone, or ended and waiting to be reaped by this process
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"{pid} still runs"
+
+
+def delete_endpoints(root) -> None:
+    """Stop every online endpoint of the localml workspace at ``root`` (its routers and serving processes)."""
+    from localml import LocalMLClient
+
+    client = LocalMLClient(root)
+    for endpoint in client.online_endpoints.list():
+        client.online_endpoints.begin_delete(endpoint.name).result()
 
 
 @pytest.fixture(scope="session")

@@ -24,9 +24,10 @@ BUDGETS = {
     "monitor": {},
     "retrain": {"max_trials": 2, "allowed_algorithms": ["LightGBM"], "timeout_minutes": 1, "insights": ["error_analysis"]},
     "rai_review": {"output_folder": "{tmp}/rai_reviews"},
+    "deploy": {"model": "azureml:diabetes-baseline@latest"},  # the version retrain's form run registered
 }
 #: Minutes each run may take on a busy 2-core machine.
-RUN_MINUTES = {"baseline": 4, "train": 2, "tune": 4, "refine": 3, "monitor": 2, "retrain": 6, "rai_review": 5}
+RUN_MINUTES = {"baseline": 4, "train": 2, "tune": 4, "refine": 3, "monitor": 2, "retrain": 6, "rai_review": 5, "deploy": 3}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_the_prefect_ui_opens_on_the_form_a_person_sees_by_default(stack, page):
     page.wait_for_url("**/v2/**")
 
 
-@pytest.mark.parametrize("name", ["baseline", "train", "tune", "refine", "monitor", "retrain"])
+@pytest.mark.parametrize("name", ["baseline", "train", "tune", "refine", "monitor", "retrain", "deploy"])
 def test_a_form_submitted_unedited_runs_the_flow_s_defaults_on_the_worker(stack, budgets, page, name):
     run = run_to_completion(page, stack, name)
     _, model = FLOWS[name]

@@ -82,6 +82,7 @@ BAD_NAMES = {
     "model_name": ("my model", "Model name 'my model' is not valid"),
     "experiment_name": ("x" * 300, "Experiment name '" + "x" * 40 + "...' is not valid: it has 300 characters"),
     "compute": ("bad name!", "Compute name 'bad name!' is not valid"),
+    "endpoint_name": ("1-endpoint", "Online endpoint name '1-endpoint' is not valid"),
 }
 NAMED = [(flow, field) for flow, (_, model) in FLOWS.items() for field in NAME_FIELDS if field in model.model_fields]
 
