@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.runtime import flow_run
 from pydantic import Field, model_validator
 
 from flows.parameters import FlowParameters, reference_check
@@ -53,6 +54,7 @@ from tasks.rollout import (
     next_colour,
     prepare_smoke_sample,
     rollout_record,
+    rollout_still_running,
     smoke_test,
 )
 
@@ -111,6 +113,11 @@ def deploy(params: DeployParameters = DeployParameters.defaults()) -> DeployResu
     endpoint = get_endpoint(workspace, params.endpoint_name)
     interrupted = None
     if (record := rollout_record(endpoint)) is not None:
+        if rollout_still_running(record):
+            raise RuntimeError(
+                f"Another deploy run (flow run {record.flow_run}, process {record.owner}) is rolling {record.model} out to "
+                f"{params.endpoint_name} now; nothing was changed. Wait for it to end, or cancel it, and run again."
+            )
         interrupted = _resolve_interrupted(params, record)
         endpoint = get_endpoint(workspace, params.endpoint_name)
     live = live_deployment(endpoint)
@@ -145,7 +152,8 @@ def _first_deployment(params: DeployParameters, model: ModelRef, sample: SmokeSa
 def _roll_out(params: DeployParameters, model: ModelRef, sample: SmokeSample, endpoint: EndpointRef, live: str) -> DeployResult:
     """The new deployment beside the live one, taking over step by step; rolled back at the first breach."""
     workspace, new = params.workspace, next_colour(live)
-    record = RolloutRecord(new=new, model=model.reference, traffic=endpoint.traffic, mirror=endpoint.mirror_traffic, started=time.time())
+    record = RolloutRecord(new=new, model=model.reference, traffic=endpoint.traffic, mirror=endpoint.mirror_traffic,
+                           started=time.time(), flow_run=flow_run.id)
     tag_endpoint(workspace, endpoint.name, {ROLLOUT_TAG: record.model_dump_json()})  # before anything changes
     steps: list[StepResult] = []
     try:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +51,8 @@ class RolloutPlan(BaseModel):
     hold_seconds: float = Field(60, gt=0, le=MAX_WINDOW_SECONDS, description="How long each traffic step is held while the gate watches it")
     check_seconds: float = Field(5, gt=0, description="How often the gate looks at the figures during a step")
     no_traffic: Literal["wait", "proceed"] = Field(
-        "wait", description="When a step sees fewer than min_requests: wait for them (up to no_traffic_timeout_seconds, then roll back), or go on with the smoke test alone"
+        "proceed", description="When a step sees fewer than min_requests: go on with the smoke test alone (no caller is at risk), "
+                               "or wait for them (up to no_traffic_timeout_seconds, then roll back)"
     )
     no_traffic_timeout_seconds: float = Field(600, gt=0, description="How long a step waits for live traffic before rolling back")
 
@@ -129,13 +132,15 @@ class DeployResult(BaseModel):
 
 
 class RolloutRecord(BaseModel):
-    """What the endpoint looked like before a rollout, kept on it while the rollout runs."""
+    """What the endpoint looked like before a rollout, kept on it while the rollout runs, and who runs it."""
 
     new: str
     model: str
     traffic: dict[str, int]
     mirror: dict[str, int]
     started: float
+    owner: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}", description="host:pid of the flow")
+    flow_run: str | None = None
 
 
 def rollout_record(endpoint: EndpointRef | None) -> RolloutRecord | None:
@@ -157,6 +162,34 @@ def model_tag(deployment: str) -> str:
 def next_colour(live: str | None) -> str:
     """blue first, then the colour the live deployment is not."""
     return COLOURS[1] if live == COLOURS[0] else COLOURS[0]
+
+
+@task(name="rollout_still_running")
+def rollout_still_running(record: RolloutRecord) -> bool:
+    """Whether the run that wrote ``record`` is still at work: its process, on this machine; else its Prefect flow
+    run's state. False means it was killed (or the machine went down) mid-rollout.
+
+    Example:
+        ```python
+        if rollout_still_running(record):
+            raise RuntimeError("another deploy run is rolling out to this endpoint")
+        ```
+    """
+    import psutil
+
+    host, _, pid = record.owner.rpartition(":")
+    if host == socket.gethostname():
+        try:
+            return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+        except (psutil.Error, ValueError):
+            return False
+    if record.flow_run is None:
+        return False
+    from prefect import get_client as prefect_client
+
+    with prefect_client(sync_client=True) as client:
+        state = client.read_flow_run(record.flow_run).state
+    return state is not None and (state.is_running() or state.is_paused())
 
 
 @task(name="prepare_smoke_sample", **TRANSIENT_RETRIES)

@@ -24,7 +24,8 @@ BUDGETS = {
     "monitor": {},
     "retrain": {"max_trials": 2, "allowed_algorithms": ["LightGBM"], "timeout_minutes": 1, "insights": ["error_analysis"]},
     "rai_review": {"output_folder": "{tmp}/rai_reviews"},
-    "deploy": {"model": "azureml:diabetes-baseline@latest"},  # the version retrain's form run registered
+    # the version retrain's form run registered, on an endpoint of its own (a promotion's trigger deploys to the default)
+    "deploy": {"model": "azureml:diabetes-baseline@latest", "endpoint_name": "form-ep"},
 }
 #: Minutes each run may take on a busy 2-core machine.
 RUN_MINUTES = {"baseline": 4, "train": 2, "tune": 4, "refine": 3, "monitor": 2, "retrain": 6, "rai_review": 5, "deploy": 3}
