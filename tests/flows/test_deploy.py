@@ -231,3 +231,42 @@ def test_an_unknown_model_or_one_without_a_signature_is_refused_and_the_endpoint
     endpoint = workspace.online_endpoints.get(ENDPOINT)
     assert endpoint.traffic == {"blue": 100} and ROLLOUT_TAG not in endpoint.tags
     assert [d.name for d in workspace.online_deployments.list(ENDPOINT)] == ["blue"]
+
+
+@pytest.mark.slow
+def test_a_rollout_killed_mid_step_is_rolled_back_by_the_next_run_and_a_second_run_meanwhile_is_refused(workspace, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    deploy(params())
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # `amlflows run` with its own Prefect server
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"))
+    plan = {**QUICK["plan"], "mirror_percent": 0, "hold_seconds": 300}
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "amlflows.cli", "run", "deploy", "--model", "azureml:diabetes-baseline:2", "--endpoint-name",
+         ENDPOINT, "--sample-data", str(SAMPLE), "--plan", json.dumps(plan)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while workspace.online_endpoints.get(ENDPOINT).traffic.get("green") != 50:
+            assert killed.poll() is None, killed.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the rollout never reached its 50% step"
+            time.sleep(0.5)
+
+        with pytest.raises(RuntimeError, match="Another deploy run .* is rolling azureml:diabetes-baseline:2 out"):
+            deploy(params("azureml:diabetes-baseline:2"))
+        assert workspace.online_endpoints.get(ENDPOINT).traffic == {"blue": 50, "green": 50}  # left to its run
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=60)
+    split = workspace.online_endpoints.get(ENDPOINT)
+    assert split.traffic == {"blue": 50, "green": 50} and ROLLOUT_TAG in split.tags  # what the crash left
+
+    result = deploy(params("azureml:diabetes-baseline:2"))
+    assert result.interrupted_rollout.startswith("a rollout of azureml:diabetes-baseline:2 to green")
+    assert "rolled back to traffic {'blue': 100}" in result.interrupted_rollout
+    assert (result.outcome, result.deployment) == ("rolled out", "green")
+    endpoint = workspace.online_endpoints.get(ENDPOINT)
+    assert endpoint.traffic == {"green": 100} and ROLLOUT_TAG not in endpoint.tags
