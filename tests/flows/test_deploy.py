@@ -162,6 +162,7 @@ def test_a_good_model_rolls_out_step_by_step_while_the_client_sees_no_failed_req
     assert workspace.models.get("diabetes-baseline", version="2").tags["serving.deployment"] == "green"
 
 
+@pytest.mark.slow  # (CI runs them) each a rollout and a rollback: about 15 s
 @pytest.mark.parametrize("misbehaviour, settings, step, reason", [
     (FAILING, {}, "mirror 50%", "failure rate"),
     # threads enough for its mirrored share: slow, not saturated (saturated, its 429s would trip the failure rate)
@@ -183,6 +184,7 @@ def test_a_bad_model_is_rolled_back_at_the_first_step_that_sees_it(workspace, tm
     assert ROLLOUT_TAG not in endpoint.tags and endpoint.tags["model.blue"] == "azureml:diabetes-baseline:1"
 
 
+@pytest.mark.slow
 def test_a_model_that_fails_live_traffic_is_rolled_back_with_the_client_s_failures_within_its_share(workspace, tmp_path):
     deploy(params())
     client = Client(workspace)
