@@ -3,6 +3,9 @@
 Each task is one operation of ``ml_client.online_endpoints`` / ``online_deployments``, the same on Azure and on
 localml. Creating a deployment is idempotent: the deployment carries a fingerprint of what it serves (the spec,
 and the content of its local files), so a retry or a re-run finds it ready and deploys nothing again.
+
+The tasks that change or read an endpoint's state are never cached (``NO_CACHE``), whatever Prefect's result
+settings: a rollback's ``set_traffic({"blue": 100})`` must happen even when the same run asked for it before.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from amlkit.hashing import content_hash
@@ -143,7 +147,7 @@ def ensure_endpoint(workspace: str, spec: EndpointSpec) -> EndpointRef:
     return EndpointRef.of(endpoint)
 
 
-@task(name="get_endpoint", **TRANSIENT_RETRIES)
+@task(name="get_endpoint", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def get_endpoint(workspace: str, name: str) -> EndpointRef | None:
     """The endpoint's traffic, mirror traffic and tags, or None when there is no endpoint of that name.
 
@@ -159,7 +163,7 @@ def get_endpoint(workspace: str, name: str) -> EndpointRef | None:
         return None
 
 
-@task(name="tag_endpoint", **TRANSIENT_RETRIES)
+@task(name="tag_endpoint", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def tag_endpoint(workspace: str, endpoint_name: str, tags: dict[str, str | None]) -> EndpointRef:
     """Set the endpoint's tags named in ``tags``; a tag set to None is removed. Its other tags stay.
 
@@ -207,7 +211,7 @@ def create_deployment(workspace: str, spec: DeploymentSpec) -> DeploymentRef:
     return _deployment_ref(deployment, created=True)
 
 
-@task(name="set_traffic", **TRANSIENT_RETRIES)
+@task(name="set_traffic", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def set_traffic(workspace: str, endpoint_name: str, traffic: dict[str, int]) -> EndpointRef:
     """Split the endpoint's live traffic (percentages summing to 100, or all 0).
 
@@ -219,7 +223,7 @@ def set_traffic(workspace: str, endpoint_name: str, traffic: dict[str, int]) -> 
     return _update_endpoint(workspace, endpoint_name, traffic=traffic)
 
 
-@task(name="set_mirror_traffic", **TRANSIENT_RETRIES)
+@task(name="set_mirror_traffic", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def set_mirror_traffic(workspace: str, endpoint_name: str, mirror_traffic: dict[str, int]) -> EndpointRef:
     """Copy a share of live requests to one deployment that takes no live traffic (at most 50%); ``{}`` stops it.
 
@@ -231,7 +235,7 @@ def set_mirror_traffic(workspace: str, endpoint_name: str, mirror_traffic: dict[
     return _update_endpoint(workspace, endpoint_name, mirror_traffic=mirror_traffic)
 
 
-@task(name="invoke_endpoint", **TRANSIENT_RETRIES)
+@task(name="invoke_endpoint", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def invoke_endpoint(workspace: str, endpoint_name: str, request: dict, deployment_name: str | None = None) -> Any:
     """Score ``request`` (Azure's ``{"input_data": ...}`` or MLflow's format) and return the parsed answer.
 
@@ -255,7 +259,7 @@ def score_on_deployment(workspace: str, endpoint_name: str, deployment_name: str
     return json.loads(answer)
 
 
-@task(name="read_deployment_figures", **TRANSIENT_RETRIES)
+@task(name="read_deployment_figures", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def read_deployment_figures(workspace: str, endpoint_name: str, deployment_name: str, window_seconds: float = 60) -> DeploymentFigures:
     """Requests, failures and latency percentiles of a deployment over the last ``window_seconds``.
 
@@ -288,7 +292,7 @@ def deployment_figures(workspace: str, endpoint_name: str, deployment_name: str,
     return DeploymentFigures(deployment=deployment_name, **figures)
 
 
-@task(name="delete_deployment", **TRANSIENT_RETRIES)
+@task(name="delete_deployment", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def delete_deployment(workspace: str, endpoint_name: str, deployment_name: str) -> bool:
     """Delete a deployment that takes no traffic; False when there was none of that name.
 

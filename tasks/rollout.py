@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, field_validator
 
 from tasks.endpoints import DeploymentFigures, EndpointRef, deployment_figures, score_on_deployment
@@ -164,7 +165,7 @@ def next_colour(live: str | None) -> str:
     return COLOURS[1] if live == COLOURS[0] else COLOURS[0]
 
 
-@task(name="rollout_still_running")
+@task(name="rollout_still_running", cache_policy=NO_CACHE)
 def rollout_still_running(record: RolloutRecord) -> bool:
     """Whether the run that wrote ``record`` is still at work: its process, on this machine; else its Prefect flow
     run's state. False means it was killed (or the machine went down) mid-rollout.
@@ -220,7 +221,7 @@ def prepare_smoke_sample(workspace: str, model: str, sample_data: str, rows: int
     return SmokeSample(columns=columns, rows=json.loads(frame.to_json(orient="values")), expected=_plain_list(expected))
 
 
-@task(name="smoke_test", **TRANSIENT_RETRIES)
+@task(name="smoke_test", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def smoke_test(workspace: str, endpoint_name: str, deployment_name: str, sample: SmokeSample) -> StepResult:
     """Send the sample straight to the deployment (Azure's ``azureml-model-deployment`` header) and compare its
     answers with the model's own predictions: a StepResult that passed or breached, with the first difference.
@@ -244,7 +245,7 @@ def smoke_test(workspace: str, endpoint_name: str, deployment_name: str, sample:
     return StepResult(step="smoke test", verdict=verdict, reason=reason, seconds=round(time.monotonic() - started, 2))
 
 
-@task(name="hold_step")
+@task(name="hold_step", cache_policy=NO_CACHE)
 def hold_step(workspace: str, endpoint_name: str, step: str, new: str, current: str | None, seconds: float,
               gate: RolloutGate, plan: RolloutPlan, baseline: DeploymentFigures | None = None) -> StepResult:
     """Hold a step for ``seconds``, judging the new deployment against the current one every ``plan.check_seconds``;
