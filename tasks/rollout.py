@@ -258,34 +258,37 @@ def hold_step(workspace: str, endpoint_name: str, step: str, new: str, current: 
         result = hold_step("local", "diabetes-ep", "traffic 10%", "green", "blue", 60, RolloutGate(), RolloutPlan())
         ```
     """
-    logger = get_run_logger()
     started = time.monotonic()
-    deadline = started + seconds
-    give_up = started + max(seconds, plan.no_traffic_timeout_seconds)
+    deadline, give_up = started + seconds, started + max(seconds, plan.no_traffic_timeout_seconds)
     while True:
-        time.sleep(max(0.0, min(plan.check_seconds, deadline - time.monotonic())) if time.monotonic() < deadline else plan.check_seconds)
+        remaining = deadline - time.monotonic()
+        time.sleep(min(plan.check_seconds, remaining) if remaining > 0 else plan.check_seconds)
         elapsed = time.monotonic() - started
         window = min(MAX_WINDOW_SECONDS, math.ceil(elapsed))
-        figures = deployment_figures(workspace, endpoint_name, new, window)
-        theirs = deployment_figures(workspace, endpoint_name, current, window) if current else None
-        compared = theirs if theirs is not None and theirs.requests >= gate.min_requests else baseline or theirs
-        result = StepResult(step=step, seconds=round(elapsed, 1), new=figures, current=theirs)
-        if reason := gate.breach(figures, compared):
-            logger.warning("%s: %s breached the gate: %s", step, new, reason)
+        result = StepResult(step=step, seconds=round(elapsed, 1), new=deployment_figures(workspace, endpoint_name, new, window),
+                            current=deployment_figures(workspace, endpoint_name, current, window) if current else None)
+        compared = result.current if result.current and result.current.requests >= gate.min_requests else baseline or result.current
+        if reason := gate.breach(result.new, compared):
+            get_run_logger().warning("%s: %s breached the gate: %s", step, new, reason)
             return result.model_copy(update={"verdict": "breached", "reason": reason})
-        if time.monotonic() < deadline:
-            continue
-        if figures.requests >= gate.min_requests:
-            logger.info("%s: %s passed (%d requests, failure rate %.2f%%, p95 %s ms)", step, new, figures.requests,
-                        100 * figures.failure_rate, figures.latency_ms.get("p95"))
-            return result.model_copy(update={"reason": f"{figures.requests} requests within the gate"})
-        if plan.no_traffic == "proceed":
-            reason = f"{figures.requests} requests (< {gate.min_requests}) in {elapsed:.0f} s: went on with the smoke test alone"
-            logger.warning("%s: %s", step, reason)
-            return result.model_copy(update={"verdict": "no traffic: went on", "reason": reason})
-        if time.monotonic() >= give_up:
-            return result.model_copy(update={"verdict": "no traffic: timed out",
-                                             "reason": f"{figures.requests} requests (< {gate.min_requests}) in {elapsed:.0f} s"})
+        if time.monotonic() >= deadline and (ended := _end_of_window(result, gate, plan, time.monotonic() >= give_up)):
+            return ended
+
+
+def _end_of_window(result: StepResult, gate: RolloutGate, plan: RolloutPlan, waited_enough: bool) -> StepResult | None:
+    """The verdict of a step whose window has passed without a breach, or None to keep waiting for traffic."""
+    logger, figures = get_run_logger(), result.new
+    if figures.requests >= gate.min_requests:
+        logger.info("%s: %s passed (%d requests, failure rate %.2f%%, p95 %s ms)", result.step, figures.deployment,
+                    figures.requests, 100 * figures.failure_rate, figures.latency_ms.get("p95"))
+        return result.model_copy(update={"reason": f"{figures.requests} requests within the gate"})
+    too_few = f"{figures.requests} requests (< {gate.min_requests}) in {result.seconds:.0f} s"
+    if plan.no_traffic == "proceed":
+        logger.warning("%s: %s: went on with the smoke test alone", result.step, too_few)
+        return result.model_copy(update={"verdict": "no traffic: went on", "reason": f"{too_few}: went on with the smoke test alone"})
+    if waited_enough:
+        return result.model_copy(update={"verdict": "no traffic: timed out", "reason": too_few})
+    return None
 
 
 def _mlflow_folder(folder: Path, model: str) -> Path:

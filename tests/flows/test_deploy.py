@@ -33,7 +33,9 @@ ENDPOINT = "diabetes-ep"
 #: seconds-long windows, a gate that judges after a handful of requests
 QUICK = {"plan": {"smoke_rows": 10, "mirror_percent": 50, "mirror_seconds": 3, "steps": [50, 100], "hold_seconds": 3,
                   "check_seconds": 0.5, "no_traffic_timeout_seconds": 20},
-         "gate": {"min_requests": 5}}
+         "gate": {"min_requests": 5},
+         # room for a stall of this busy machine: with Azure's default of 1, the router answers 429 past 2 pending
+         "max_concurrent_requests_per_instance": 4}
 #: a score.py of the registered MLflow model that answers its first call (the smoke test) and then misbehaves
 MISBEHAVING_SCORE = """
     import glob, json, os, time
@@ -112,7 +114,7 @@ class Client(threading.Thread):
             except urllib.error.HTTPError as error:
                 self.statuses[error.code] += 1
             sent += 1
-            time.sleep(0.02)
+            time.sleep(0.03)
 
     def stop(self) -> Counter:
         self.running = False
