@@ -14,6 +14,7 @@ endpoint's rollout record, and the next run rolls the endpoint back to it first.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Literal
 
@@ -208,15 +209,31 @@ def _approval(params: DeployParameters, steps: list[StepResult]) -> StepResult:
         answer = pause_flow_run(
             wait_for_input=RolloutApproval.with_initial_data(
                 description=f"**Shift live traffic on {params.endpoint_name}?**\n\n{summary}", approve=True),
-            timeout=int(params.approval_timeout_seconds), poll_interval=2,
+            timeout=math.ceil(params.approval_timeout_seconds), poll_interval=2,
         )
     except FlowPauseTimeout:
-        return StepResult(step="approval", verdict="breached", seconds=round(time.monotonic() - started, 1),
-                          reason=f"no approval within {params.approval_timeout_seconds:g} s")
+        reason = f"no approval within {params.approval_timeout_seconds:g} s"
+        _running_again(f"{reason}: rolling back")
+        return StepResult(step="approval", verdict="breached", seconds=round(time.monotonic() - started, 1), reason=reason)
     seconds = round(time.monotonic() - started, 1)
     if not answer.approve:
         return StepResult(step="approval", verdict="breached", seconds=seconds, reason=f"rejected: {answer.note or 'no reason given'}")
     return StepResult(step="approval", seconds=seconds, reason=f"approved{': ' + answer.note if answer.note else ''}")
+
+
+def _running_again(message: str) -> None:
+    """The run back in Running after its pause timed out, so that it rolls back visibly and fails with its own reason.
+
+    Prefect's server ends an expired pause on its own terms: it rejects any state the run proposes after the expiry
+    and fails the run with "The flow was failed and never resumed." (its pause_expirations service fails it within
+    seconds too). Without this the run would show Paused, with a Resume button that no longer works, while the
+    rollback runs, and end with that message instead of the rollback's. Forced: the expiry rule refuses it otherwise.
+    """
+    from prefect import get_client
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Running(message=message), force=True)
 
 
 def _roll_back(params: DeployParameters, record: RolloutRecord) -> None:
