@@ -184,7 +184,7 @@ def _take_over(params: DeployParameters, sample: SmokeSample, live: str, new: st
         set_mirror_traffic(workspace, endpoint, {})
         _passed(steps, step.model_copy(update={"mirror": mirror}))
     if params.require_approval:
-        _passed(steps, _approval(params, steps))
+        _passed(steps, _approval(params, new, steps))
     baseline = None
     for share in plan.steps:
         traffic = {live: 100 - share, new: share}
@@ -201,14 +201,12 @@ def _passed(steps: list[StepResult], step: StepResult) -> None:
         raise RolloutBreached(f"{step.step}: {step.reason}")
 
 
-def _approval(params: DeployParameters, steps: list[StepResult]) -> StepResult:
+def _approval(params: DeployParameters, new: str, steps: list[StepResult]) -> StepResult:
     """Pause until a person approves shifting live traffic (the form shows the figures so far), or the timeout."""
     started = time.monotonic()
-    summary = "\n".join(f"- {step.step}: {step.verdict}, {step.reason}" for step in steps)
     try:
         answer = pause_flow_run(
-            wait_for_input=RolloutApproval.with_initial_data(
-                description=f"**Shift live traffic on {params.endpoint_name}?**\n\n{summary}", approve=True),
+            wait_for_input=RolloutApproval.with_initial_data(description=_approval_form(params, new, steps), approve=True),
             timeout=math.ceil(params.approval_timeout_seconds), poll_interval=2,
         )
     except FlowPauseTimeout:
@@ -234,6 +232,34 @@ def _running_again(message: str) -> None:
 
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(flow_run.id, Running(message=message), force=True)
+
+
+def _approval_form(params: DeployParameters, new: str, steps: list[StepResult]) -> str:
+    """The pause form's description (markdown): the steps so far with both deployments' figures, the gate, the choice."""
+
+    def row(step: str, deployment: str, figures, verdict: str) -> str:
+        if figures is None:
+            return f"| {step} | {deployment} | | | | {verdict} |"
+        p95 = figures.latency_ms.get("p95")
+        return (f"| {step} | {deployment} | {figures.requests} | {figures.failure_rate:.2%} | "
+                f"{'' if p95 is None else f'{p95:.1f} ms'} | {verdict} |")
+
+    rows = []
+    for step in steps:
+        rows.append(row(step.step, f"{new} (new)", step.new, f"{step.verdict}: {step.reason}"))
+        if step.current is not None:
+            rows.append(row(step.step, f"{step.current.deployment} (live)", step.current, ""))
+    gate, plan = params.gate, params.plan
+    return (
+        f"**Shift live traffic on {params.endpoint_name} to the new deployment?**\n\n"
+        "| step | deployment | requests | failure rate | p95 | verdict |\n|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        f"The gate: the new deployment fails a step over {gate.max_failure_rate:.2%} failures and {gate.max_failure_ratio:g}x the "
+        f"live one's rate, or over {gate.max_p95_ms:g} ms p95 and {gate.max_p95_ratio:g}x the live one's; judged from "
+        f"{gate.min_requests} requests on.\n\n"
+        f"Approve: live traffic moves in steps of {' -> '.join(f'{share}%' for share in plan.steps)}, each held "
+        f"{plan.hold_seconds:g} s. Reject (approve unchecked), or no answer within {params.approval_timeout_seconds:g} s: "
+        "rolled back, the endpoint serves as before."
+    )
 
 
 def _roll_back(params: DeployParameters, record: RolloutRecord) -> None:
