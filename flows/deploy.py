@@ -100,7 +100,8 @@ class DeployParameters(FlowParameters):
 
 
 class RolloutApproval(RunInput):
-    approve: bool = Field(description="Shift live traffic to the new deployment (unchecked: roll back)")
+    # the pause's form; approve is on as it opens (the UI shows the default), so Resume as it stands approves
+    approve: bool = Field(True, description="Shift live traffic to the new deployment (off: roll back)")
     note: str = Field("", description="Why, for the run's log")
 
 
@@ -206,7 +207,7 @@ def _approval(params: DeployParameters, new: str, steps: list[StepResult]) -> St
     started = time.monotonic()
     try:
         answer = pause_flow_run(
-            wait_for_input=RolloutApproval.with_initial_data(description=_approval_form(params, new, steps), approve=True),
+            wait_for_input=RolloutApproval.with_initial_data(description=_approval_form(params, new, steps)),
             timeout=math.ceil(params.approval_timeout_seconds), poll_interval=2,
         )
     except FlowPauseTimeout:
@@ -257,7 +258,7 @@ def _approval_form(params: DeployParameters, new: str, steps: list[StepResult]) 
         f"live one's rate, or over {gate.max_p95_ms:g} ms p95 and {gate.max_p95_ratio:g}x the live one's; judged from "
         f"{gate.min_requests} requests on.\n\n"
         f"Approve: live traffic moves in steps of {' -> '.join(f'{share}%' for share in plan.steps)}, each held "
-        f"{plan.hold_seconds:g} s. Reject (approve unchecked), or no answer within {params.approval_timeout_seconds:g} s: "
+        f"{plan.hold_seconds:g} s. Reject (approve off), or no answer within {params.approval_timeout_seconds:g} s: "
         "rolled back, the endpoint serves as before."
     )
 

@@ -156,7 +156,9 @@ def test_an_approved_rollout_pauses_with_the_smoke_test_and_mirror_figures_and_t
     assert endpoint.traffic == {"blue": 100, "green": 0} and not endpoint.mirror_traffic, "no live traffic moved before the answer"
 
     schema, description = form(run)
-    assert set(schema["properties"]) == {"approve", "note"} and schema["properties"]["approve"]["default"] is True
+    approve, note = schema["properties"]["approve"], schema["properties"]["note"]
+    assert set(schema["properties"]) == {"approve", "note"} and approve["default"] is True
+    assert approve["description"] == "Shift live traffic to the new deployment (off: roll back)" and note["description"]
     assert "Shift live traffic on diabetes-ep to the new deployment?" in description
     table = {tuple(cells[:2]): cells[2:] for line in description.splitlines() if line.startswith("| ")
              for cells in [[cell.strip() for cell in line.strip("|").split("|")]]}
