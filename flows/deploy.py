@@ -203,7 +203,10 @@ def _passed(steps: list[StepResult], step: StepResult) -> None:
 
 
 def _approval(params: DeployParameters, new: str, steps: list[StepResult]) -> StepResult:
-    """Pause until a person approves shifting live traffic (the form shows the figures so far), or the timeout."""
+    """Pause until a person approves shifting live traffic (the form shows the figures so far), or the timeout.
+
+    The pause blocks this process, in a worker's run too (suspend_flow_run would end the process and run the flow
+    again from the start once resumed): the rollout record's owner stays alive, so another deploy run is refused."""
     started = time.monotonic()
     try:
         answer = pause_flow_run(
@@ -232,7 +235,9 @@ def _running_again(message: str) -> None:
     from prefect.states import Running
 
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run.id, Running(message=message), force=True)
+        state = client.read_flow_run(flow_run.id).state
+        if state is not None and (state.is_paused() or state.is_failed()):  # not a run someone cancelled meanwhile
+            client.set_flow_run_state(flow_run.id, Running(message=message), force=True)
 
 
 def _approval_form(params: DeployParameters, new: str, steps: list[StepResult]) -> str:
