@@ -70,13 +70,15 @@ def running_stack(base, **choices):
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"{pid} still runs"
 
 
-def delete_endpoints(root) -> None:
-    """Stop every online endpoint of the localml workspace at ``root`` (its routers and serving processes)."""
+def delete_endpoints(root, names: list[str] | None = None) -> None:
+    """Stop the online endpoints of the localml workspace at ``root`` (its routers and serving processes): all of
+    them, or those ``names``."""
     from localml import LocalMLClient
 
     client = LocalMLClient(root)
     for endpoint in client.online_endpoints.list():
-        client.online_endpoints.begin_delete(endpoint.name).result()
+        if names is None or endpoint.name in names:
+            client.online_endpoints.begin_delete(endpoint.name).result()
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,17 @@ prefect.yaml); bad input typed into a form is refused, naming the field."""
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
 from amlflows.cli import FLOWS
 from tests.amlkit.test_rai_insights import RAI_DATA, TARGET, save_model
-from tests.e2e.conftest import prefect_client, wait_for_final_state
+from tests.e2e.conftest import delete_endpoints, prefect_client, wait_for_final_state
+from tests.flows.test_deploy import Client as TrafficClient
+from tests.flows.test_deploy import model_folder  # noqa: F401 (a fixture)
+from tests.flows.test_deploy import params as deploy_params
 
 pytestmark = pytest.mark.e2e
 
@@ -169,3 +174,90 @@ def test_a_value_only_the_flow_can_check_fails_its_run_before_any_job_naming_the
     assert run.state.is_failed()
     assert "Training script 'examples/no_such_script.py' not found" in run.state.message
     assert len(list(LocalMLClient(stack.localml_root).jobs.list())) == jobs
+
+
+APPROVAL_EP = "approval-ep"
+
+
+@pytest.fixture
+def approval_workspace(stack, model_folder):
+    """Two versions of a small model in the stack's workspace, for an endpoint of this test's own (deleted afterwards)."""
+    from azure.ai.ml.entities import Model
+
+    from localml import LocalMLClient
+
+    client = LocalMLClient(stack.localml_root)
+    for version in ("1", "2"):
+        client.models.create_or_update(Model(name="approval-model", version=version, path=str(model_folder), type="mlflow_model"))
+    yield client
+    delete_endpoints(stack.localml_root, [APPROVAL_EP])
+
+
+def wait_until_paused(client, run_id, timeout: float, stack):
+    deadline = time.monotonic() + timeout
+    while not (run := client.read_flow_run(run_id)).state or not run.state.is_paused():
+        if run.state is not None and run.state.is_final():
+            pytest.fail(f"the rollout ended without pausing: {run.state.name}: {run.state.message}")
+        if time.monotonic() > deadline:
+            log = (stack.state / "worker.log").read_text()[-3000:]
+            pytest.fail(f"flow run {run.name} is still {run.state.name if run.state else None}; worker log:\n{log}")
+        time.sleep(1)
+    return run
+
+
+def test_a_rollout_that_needs_approval_pauses_and_a_person_approves_it_in_the_ui_with_the_figures_in_front_of_them(
+        stack, page, approval_workspace):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    ml_client = approval_workspace
+    first = deploy_params("azureml:approval-model:1", endpoint_name=APPROVAL_EP).model_dump(mode="json")
+    second = deploy_params("azureml:approval-model:2", endpoint_name=APPROVAL_EP, require_approval=True,
+                           approval_timeout_seconds=600).model_dump(mode="json")
+    with prefect_client(stack) as client:
+        deployment = client.read_deployment_by_name("deploy/deploy")
+        run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": first})
+        run = wait_for_final_state(client, run.id, RUN_MINUTES["deploy"] * 60, stack)
+        assert run.state.is_completed(), f"the first deployment: {run.state.name}: {run.state.message}"
+        traffic = TrafficClient(ml_client, APPROVAL_EP)
+        traffic.start()
+        try:
+            run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": second})
+            run = wait_until_paused(client, run.id, RUN_MINUTES["deploy"] * 60, stack)
+            assert ml_client.online_endpoints.get(APPROVAL_EP).traffic == {"blue": 100, "green": 0}
+
+            page.goto(f"http://127.0.0.1:{stack.prefect_port}/v2/runs/flow-run/{run.id}")
+            dialog = page.get_by_role("dialog")
+            try:
+                page.get_by_role("button", name="Open menu").click()  # the run's menu: Resume is there while it is paused
+                page.get_by_role("menuitem", name="Resume").click()
+                dialog.get_by_text("Provide input to resume").wait_for(timeout=30_000)
+                dialog.locator("table").wait_for(timeout=30_000)
+            except Exception:
+                pytest.fail(f"no resume form; API calls that failed: {page.api_problems}; the page says:\n{page.inner_text('body')[-1500:]}")
+            rows = [[cell.strip() for cell in row.inner_text().split("\t")] for row in dialog.locator("table tr").all()]
+            assert rows[0] == ["step", "deployment", "requests", "failure rate", "p95", "verdict"], rows
+            assert [row[:2] for row in rows[1:]] == [["smoke test", "green (new)"], ["mirror 50%", "green (new)"],
+                                                    ["mirror 50%", "blue (live)"]], rows
+            assert rows[1][5] == "passed: 10 rows answered as the model predicts them", rows
+            for row in rows[2:]:
+                assert int(row[2]) >= 5 and row[3] == "0.00%" and 0 < float(row[4].removesuffix(" ms")) < 200, rows
+            assert rows[2][5] == f"passed: {rows[2][2]} requests within the gate", rows
+            assert "Approve: live traffic moves in steps of 50% -> 100%" in dialog.inner_text()
+
+            assert dialog.get_by_role("switch").get_attribute("aria-checked") == "true", "approve is on as the form opens"
+            dialog.get_by_role("textbox").fill("figures look fine")
+            dialog.get_by_role("button", name="Resume").click()
+            try:
+                page.get_by_text("Flow run resumed").wait_for(timeout=30_000)
+            except Exception:
+                pytest.fail(f"not resumed; API calls that failed: {page.api_problems}; the page says:\n{page.inner_text('body')[-1500:]}")
+            run = wait_for_final_state(client, run.id, RUN_MINUTES["deploy"] * 60, stack)
+        finally:
+            statuses = traffic.stop()
+        assert run.state.is_completed(), f"{run.state.name}: {run.state.message}"
+        (timeline,) = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]),
+                                                                          key=ArtifactFilterKey(any_=["rollout-timeline"])))
+    assert "| approval |" in timeline.data and "approved: figures look fine" in timeline.data, timeline.data
+    endpoint = ml_client.online_endpoints.get(APPROVAL_EP)
+    assert endpoint.traffic == {"green": 100} and endpoint.tags["model.green"] == "azureml:approval-model:2"
+    assert set(statuses) == {200}, statuses

@@ -87,16 +87,16 @@ def workspace(ml_client, model_folder):
 
 
 def params(model: str = "azureml:diabetes-baseline:1", **changes) -> DeployParameters:
-    return DeployParameters(model=model, endpoint_name=ENDPOINT, sample_data=str(SAMPLE), **{**QUICK, **changes})
+    return DeployParameters(**{"model": model, "endpoint_name": ENDPOINT, "sample_data": str(SAMPLE), **QUICK, **changes})
 
 
 class Client(threading.Thread):
     """Steady one-row requests to the endpoint, as a user's application sends them; counts the statuses it sees."""
 
-    def __init__(self, ml_client):
+    def __init__(self, ml_client, endpoint_name: str = ENDPOINT):
         super().__init__(daemon=True)
-        endpoint = ml_client.online_endpoints.get(ENDPOINT)
-        self.url, self.key = endpoint.scoring_uri, ml_client.online_endpoints.get_keys(ENDPOINT).primary_key
+        endpoint = ml_client.online_endpoints.get(endpoint_name)
+        self.url, self.key = endpoint.scoring_uri, ml_client.online_endpoints.get_keys(endpoint_name).primary_key
         rows = pd.read_csv(SAMPLE / "diabetes-test.csv")[FEATURES].head(50)
         self.bodies = [json.dumps({"input_data": {"columns": FEATURES, "index": [0], "data": [row]}}).encode()
                        for row in rows.values.tolist()]
