@@ -130,6 +130,7 @@ def form(run) -> tuple[dict, str]:
     return read_flow_run_input(keyset["schema"], flow_run_id=run.id), read_flow_run_input(keyset["description"], flow_run_id=run.id)
 
 
+@pytest.mark.slow  # (CI runs it) the approved case, in the default suite, pauses and resumes the same way
 def test_a_rejected_rollout_is_rolled_back_with_the_person_s_note_in_the_error(workspace, rollout):
     thread = rollout()
     run = thread.paused()
@@ -140,6 +141,7 @@ def test_a_rejected_rollout_is_rolled_back_with_the_person_s_note_in_the_error(w
     _assert_rolled_back(workspace, thread)
 
 
+@pytest.mark.slow
 def test_a_rollout_nobody_approves_in_time_is_rolled_back(workspace, rollout):
     thread = rollout(approval_timeout_seconds=3)
     thread.paused()
