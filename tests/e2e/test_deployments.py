@@ -95,11 +95,12 @@ def give_trigger_parameters(client, deployment_id, **parameters) -> None:
 def end_unfinished_runs(client, deployment_id, workspace: str, stack) -> None:
     """Cancel the deployment's runs on ``workspace`` that are still going, and wait for them to end: a deploy run
     left going after a failed test could start serving processes after the test stopped its endpoints."""
-    from prefect.states import Cancelling
+    from prefect.states import Cancelled, Cancelling
 
     for run in triggered_by(client, deployment_id, workspace):
         if run.state is not None and not run.state.is_final():
-            client.set_flow_run_state(run.id, Cancelling(), force=True)
+            # a run the worker has started is stopped by it (Cancelling); one it has not, is simply Cancelled
+            client.set_flow_run_state(run.id, Cancelling() if run.infrastructure_pid else Cancelled(), force=True)
             wait_for_final_state(client, run.id, 120, stack)
 
 
