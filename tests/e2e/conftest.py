@@ -63,8 +63,11 @@ def running_stack(base, **choices):
         assert started == 0, output.getvalue()
         yield SimpleNamespace(stack=stack, output=output.getvalue(), settings=settings)
     finally:
-        delete_endpoints(stack.localml_root)  # `down` leaves endpoints serving, as a user wants; a test must not
+        # `down` leaves endpoints serving, as a user wants; a test must not. Workers first: a deploy run a promotion
+        # triggered may still be going, and would start serving processes after its endpoints were deleted (the
+        # processes an endpoint starts are recorded in the workspace at once, so deleting afterwards stops them all)
         assert down(stack) == 0
+        delete_endpoints(stack.localml_root)
         assert status(stack) == dict.fromkeys(running, None)
         for pid in running.values():  # gone, or ended and waiting to be reaped by this process
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"{pid} still runs"

@@ -26,10 +26,16 @@ def test_up_says_what_it_does_and_where_everything_is(stack, started_stack):
     assert (home / "prefect.db").is_file(), "the server keeps its database in the user's PREFECT_HOME"
 
 
-def test_the_stack_serves_every_deployment_the_trigger_the_pool_and_the_mlflow_ui(stack):
+def triggered_deployments(client) -> list[str]:
+    """The deployments the stack's automations run, one name per automation."""
+    names = {d.id: d.name for d in client.read_deployments()}
+    return sorted(names[action.deployment_id] for a in client.read_automations() for action in a.actions)
+
+
+def test_the_stack_serves_every_deployment_the_triggers_the_pool_and_the_mlflow_ui(stack):
     with prefect_client(stack) as client:
         assert sorted(d.name for d in client.read_deployments()) == sorted(FLOWS)
-        assert len(client.read_automations()) == 1
+        assert triggered_deployments(client) == ["deploy", "retrain"]  # the drift and the promotion triggers
         assert [p.name for p in client.read_work_pools()] == [POOL]
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.mlflow_port}/health", timeout=10) as response:
         assert response.status == 200
@@ -43,7 +49,7 @@ def test_a_second_up_keeps_the_running_processes_and_duplicates_nothing(stack, s
     assert capsys.readouterr().out.count("is already running") == 3
     with prefect_client(stack) as client:
         assert sorted(d.name for d in client.read_deployments()) == sorted(FLOWS)
-        assert len(client.read_automations()) == 1
+        assert triggered_deployments(client) == ["deploy", "retrain"]
 
 
 def test_up_brings_back_an_endpoint_whose_serving_processes_died(stack, stack_environment, tmp_path, capsys):
