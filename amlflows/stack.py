@@ -3,7 +3,7 @@
     Prefect server (SQLite in $PREFECT_HOME, or .amlflows/prefect when it is not set)    http://127.0.0.1:4200
       or, with --database postgresql, on a PostgreSQL of the stack's own (.amlflows/postgres, 127.0.0.1:5433)
     work pool amlflows-local (process, deployments/process-pool.json)
-    prefect deploy --all (prefect.yaml: every flow, the schedules, the drift trigger)
+    prefect deploy --all (prefect.yaml: every flow, the schedules, the drift and promotion triggers)
     process workers on the pool (one; --workers N for more)
     MLflow UI on localml's tracking store               http://127.0.0.1:5000
 
@@ -166,7 +166,7 @@ def up(stack: Stack = Stack()) -> int:
     workers = f"{stack.workers} worker{'s' if stack.workers > 1 else ''}"
     print(
         "\namlflows is up:\n"
-        f"  Prefect UI   http://127.0.0.1:{stack.prefect_port}   (deployments, runs, the drift trigger under Automations)\n"
+        f"  Prefect UI   http://127.0.0.1:{stack.prefect_port}   (deployments, runs, the drift and promotion triggers under Automations)\n"
         f"  MLflow UI    http://127.0.0.1:{stack.mlflow_port}   (every job's run, metrics and artifacts)\n"
         f"  workers      {workers} on pool {POOL}, logs in {stack.state}/worker*.log\n"
         f"  database     {stack.database_shown}\n"

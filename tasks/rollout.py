@@ -141,6 +141,7 @@ class RolloutRecord(BaseModel):
     mirror: dict[str, int]
     started: float
     owner: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}", description="host:pid of the flow")
+    owner_started: float = Field(default_factory=lambda: _process_start(os.getpid()), description="its start (a pid is reused)")
     flow_run: str | None = None
 
 
@@ -181,9 +182,12 @@ def rollout_still_running(record: RolloutRecord) -> bool:
     host, _, pid = record.owner.rpartition(":")
     if host == socket.gethostname():
         try:
-            return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+            process = psutil.Process(int(pid))
+            shift = process.create_time() - record.owner_started
         except (psutil.Error, ValueError):
             return False
+        # whole seconds apart is the same process: Linux recomputes the boot time psutil adds on every read
+        return abs(shift - round(shift)) < 0.01 and abs(shift) <= 2 and process.status() != psutil.STATUS_ZOMBIE
     if record.flow_run is None:
         return False
     from prefect import get_client as prefect_client
@@ -289,6 +293,12 @@ def _end_of_window(result: StepResult, gate: RolloutGate, plan: RolloutPlan, wai
     if waited_enough:
         return result.model_copy(update={"verdict": "no traffic: timed out", "reason": too_few})
     return None
+
+
+def _process_start(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).create_time()
 
 
 def _mlflow_folder(folder: Path, model: str) -> Path:

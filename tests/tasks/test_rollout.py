@@ -63,3 +63,17 @@ def test_the_rollout_chart_is_a_png_of_both_deployments_across_the_steps():
     steps = [("mirror 10%", {"green": (3.0, 0.0), "blue": (2.0, 0.0)}), ("traffic 10%", {"green": (None, 0.0), "blue": (2.1, 0.0)}),
              ("traffic 100%", {"green": (2.5, 0.02)})]
     assert rollout_chart(steps).startswith(b"\x89PNG")
+
+
+def test_a_rollout_is_still_running_while_its_process_lives_and_not_once_its_pid_is_gone_or_reused():
+    import subprocess
+    import sys
+
+    from tasks.rollout import rollout_still_running
+
+    record = RolloutRecord(new="green", model="azureml:m:2", traffic={"blue": 100}, mirror={}, started=1.0)
+    assert rollout_still_running.fn(record)  # this process wrote it
+    assert not rollout_still_running.fn(record.model_copy(update={"owner_started": record.owner_started - 60}))  # reused pid
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert not rollout_still_running.fn(record.model_copy(update={"owner": f"{record.owner.rpartition(':')[0]}:{ended.pid}"}))
