@@ -70,7 +70,7 @@ class DeployParameters(FlowParameters):
     code_path: str | None = Field(None, description="Folder of a scoring script, for a model served by your own score.py")
     scoring_script: str | None = Field(None, description="score.py with init() and run(raw_data), in code_path")
     environment: str | None = Field(None, description="The scoring script's environment (a conda .yml or a name); none for MLflow models")
-    sample_data: str = Field("examples/data/diabetes-rai/test", description="Rows for the smoke test: a CSV or parquet file or an MLTable folder")
+    sample_data: str = Field("examples/data/diabetes-rai/test", description="Rows for the smoke test: a CSV or parquet file, an MLTable folder, or (on localml) azureml:NAME:VERSION")
     plan: RolloutPlan = Field(RolloutPlan(), description="The smoke test, the mirror step and the traffic steps")
     gate: RolloutGate = Field(RolloutGate(), description="When a step fails: the new deployment's figures against the current one's")
     old_deployment: Literal["delete", "keep"] = Field("delete", description="What happens to the old deployment once the new one takes 100%: deleted, or kept at 0%")

@@ -27,6 +27,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, field_validator
 
+from amlkit.processes import is_alive, start_time
 from tasks.endpoints import DeploymentFigures, EndpointRef, deployment_figures, score_on_deployment
 from tasks.retries import TRANSIENT_RETRIES
 from tasks.workspace import get_client
@@ -141,7 +142,7 @@ class RolloutRecord(BaseModel):
     mirror: dict[str, int]
     started: float
     owner: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}", description="host:pid of the flow")
-    owner_started: float = Field(default_factory=lambda: _process_start(os.getpid()), description="its start (a pid is reused)")
+    owner_started: float | None = Field(default_factory=lambda: start_time(os.getpid()), description="its start (a pid is reused)")
     flow_run: str | None = None
 
 
@@ -177,17 +178,9 @@ def rollout_still_running(record: RolloutRecord) -> bool:
             raise RuntimeError("another deploy run is rolling out to this endpoint")
         ```
     """
-    import psutil
-
     host, _, pid = record.owner.rpartition(":")
     if host == socket.gethostname():
-        try:
-            process = psutil.Process(int(pid))
-            shift = process.create_time() - record.owner_started
-        except (psutil.Error, ValueError):
-            return False
-        # whole seconds apart is the same process: Linux recomputes the boot time psutil adds on every read
-        return abs(shift - round(shift)) < 0.01 and abs(shift) <= 2 and process.status() != psutil.STATUS_ZOMBIE
+        return pid.isdigit() and is_alive(int(pid), record.owner_started)
     if record.flow_run is None:
         return False
     from prefect import get_client as prefect_client
@@ -220,7 +213,7 @@ def prepare_smoke_sample(workspace: str, model: str, sample_data: str, rows: int
             raise ValueError(f"Model {model} has no input signature, so the smoke test cannot know which columns to send: "
                              "log it with a signature (mlflow's infer_signature) or set plan.smoke_rows after adding one.")
         columns = schema.input_names()
-        frame = _as_signature_types(_sample_rows(sample_data, columns, rows), schema)
+        frame = _as_signature_types(_sample_rows(client, sample_data, columns, rows), schema)
         expected = loaded.predict(frame)
     return SmokeSample(columns=columns, rows=json.loads(frame.to_json(orient="values")), expected=_plain_list(expected))
 
@@ -295,12 +288,6 @@ def _end_of_window(result: StepResult, gate: RolloutGate, plan: RolloutPlan, wai
     return None
 
 
-def _process_start(pid: int) -> float:
-    import psutil
-
-    return psutil.Process(pid).create_time()
-
-
 def _mlflow_folder(folder: Path, model: str) -> Path:
     """The folder holding the downloaded model's MLmodel file."""
     found = sorted(path.parent for path in folder.rglob("MLmodel"))
@@ -310,20 +297,19 @@ def _mlflow_folder(folder: Path, model: str) -> Path:
     return found[0]
 
 
-def _sample_rows(sample_data: str, columns: list[str], rows: int) -> Any:
+def _sample_rows(client: Any, sample_data: str, columns: list[str], rows: int) -> Any:
     import pandas as pd
 
-    from amlkit.mltable import load_mltable
+    from tasks.data import read_table
 
     source = Path(sample_data)
-    if (source / "MLTable").is_file():
-        frame = load_mltable(source)
-    elif source.suffix == ".parquet":
-        frame = pd.read_parquet(source)
-    elif source.is_file():
-        frame = pd.read_csv(source)
-    else:
-        raise ValueError(f"Sample data '{sample_data}' is not a CSV or parquet file or an MLTable folder (looked in {Path.cwd()}).")
+    if source.suffix in (".csv", ".parquet"):
+        if not source.is_file():
+            raise ValueError(f"Sample data '{sample_data}' not found (looked in {Path.cwd()}): give a CSV or parquet file "
+                             "or an MLTable folder.")
+        frame = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    else:  # an MLTable folder, or (on localml) a data asset
+        frame = read_table(client, sample_data)
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise ValueError(f"Sample data '{sample_data}' lacks the model's input columns {missing}: give rows the model can score.")

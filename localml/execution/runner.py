@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from amlkit.placeholders import render_command
-from localml.execution.processes import cancel_children, is_alive, start_time, stop_tree
+from amlkit.processes import is_alive, start_time
+from localml.execution.processes import cancel_children, stop_tree
 from localml.execution.venvs import BuildStopped, EnvironmentBuildError, ensure_venv
 from localml.store import ACTIVE_STATUSES
 from localml.tracking import run_context

@@ -33,7 +33,8 @@ from localml.execution.command import (
     upload_code,
 )
 from localml.execution.drivers import driver_command
-from localml.execution.processes import cancel_children, is_alive, request_cancel, start_time, stop_group, wait_for_exit
+from amlkit.processes import is_alive, start_time
+from localml.execution.processes import cancel_children, request_cancel, stop_group, wait_for_exit
 from localml.pipeline import submit as pipeline
 from localml.pollers import WaitingPoller
 from localml.store import TERMINAL_STATUSES

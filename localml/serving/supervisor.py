@@ -31,7 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from localml.execution.processes import is_alive, start_time, stop_tree
+from amlkit.processes import is_alive, start_time
+from localml.execution.processes import stop_tree
 from localml.execution.runner import LOCALML_SOURCE, job_environment
 from localml.execution.venvs import EnvironmentBuildError, ensure_venv
 from localml.serving.endpoint_file import CHECK_EVERY_SECONDS

@@ -37,25 +37,26 @@ def test_each_deployment_s_form_opens_with_the_flow_s_defaults(stack):
             assert schema["properties"]["params"]["default"] == model.defaults().model_dump(mode="json"), name
 
 
-def test_the_drift_event_triggers_retrain_with_the_data_version(stack):
+def automation_of(stack, name: str):
+    """The one automation that runs deployment ``name``."""
     with prefect_client(stack) as client:
-        retrain = client.read_deployment_by_name("retrain/retrain")
+        deployment = client.read_deployment_by_name(f"{name}/{name}")
         automations = [a for a in client.read_automations() if any(
-            getattr(action, "deployment_id", None) == retrain.id for action in a.actions
+            getattr(action, "deployment_id", None) == deployment.id for action in a.actions
         )]
     (automation,) = automations
+    return automation
+
+
+def test_the_drift_event_triggers_retrain_with_the_data_version(stack):
+    automation = automation_of(stack, "retrain")
     assert automation.enabled and automation.trigger.expect == {"amlflows.data.drift-detected"}
     parameters = automation.actions[0].parameters["params"]
     assert parameters["data"] == "{{ event.resource['amlflows.data.reference'] }}" and parameters["reason"] == "event"
 
 
 def test_the_promotion_event_triggers_deploy_with_the_model_version(stack):
-    with prefect_client(stack) as client:
-        deploy = client.read_deployment_by_name("deploy/deploy")
-        automations = [a for a in client.read_automations() if any(
-            getattr(action, "deployment_id", None) == deploy.id for action in a.actions
-        )]
-    (automation,) = automations
+    automation = automation_of(stack, "deploy")
     assert automation.enabled and automation.trigger.expect == {"amlflows.model.promoted"}
     assert automation.trigger.match.model_dump().get("prefect.resource.id") == "azureml.model.*"
     parameters = automation.actions[0].parameters["params"]

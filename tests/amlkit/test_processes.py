@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from localml.execution.processes import is_alive, start_time
+from amlkit.processes import is_alive, start_time
 
 
 def test_a_running_process_is_alive_even_when_the_boot_time_read_for_it_moved_by_a_whole_second():
