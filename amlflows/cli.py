@@ -9,6 +9,8 @@
     amlflows run rai_review --thresholds '{"primary_metric": "AUC_weighted", "primary_metric_threshold": 0.9}'
     amlflows run monitor --data azureml:diabetes:2      # drift of a new data version; an event when it drifted
     amlflows run retrain --data azureml:diabetes:2 --tune   # a candidate (AutoML, and a sweep), reviewed, maybe promoted
+    amlflows run batch_score                            # the champion scores examples/data/patient-data on a batch endpoint
+    amlflows run batch_score --data azureml:patient-data:2 --mini-batch-size 10
     amlflows run tune                                   # a sweep over the training script's hyperparameters
     amlflows run tune --sampling-algorithm grid --early-termination none \
         --search-space 'learning_rate={"type": "choice", "values": [0.05, 0.1, 0.2]}'
@@ -43,6 +45,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from amlflows.stack import DATABASES, MAX_WORKERS
 from flows.baseline import BaselineParameters, baseline
+from flows.batch_score import BatchScoreParameters, batch_score
 from flows.deploy import DeployParameters, deploy
 from flows.monitor import MonitorParameters, monitor
 from flows.rai_review import RAIReviewParameters, rai_review
@@ -60,6 +63,7 @@ FLOWS: dict[str, tuple[Callable[..., BaseModel], type[BaseModel]]] = {
     "monitor": (monitor, MonitorParameters),
     "retrain": (retrain, RetrainParameters),
     "deploy": (deploy, DeployParameters),
+    "batch_score": (batch_score, BatchScoreParameters),
 }
 #: ``--<option> none`` of an optional nested setting (an option left out keeps its default)
 _NONE = object()

@@ -13,7 +13,7 @@ Where the rules come from:
 - experiments: letters, digits, '_' and '-', starting with a letter or digit (azureml-core's Experiment
   documentation), at most 255 characters (Azure ML's limits page allows 256; MLflow's store here 255).
 - jobs: letters, digits, '_' and '-', starting with a letter or digit, at most 255 characters.
-- online endpoints and their deployments: 3 to 32 characters, letters, digits and hyphens, starting with a letter
+- online and batch endpoints and their deployments: 3 to 32 characters, letters, digits and hyphens, starting with a letter
   and not ending with a hyphen (the SDK's ``EndpointConfigurations.NAME_REGEX_PATTERN`` and length limits).
 - datastores: letters, digits and '_' (azureml-core's ``Datastore.register_*`` documentation: "case insensitive,
   can only contain alphanumeric characters and _"), at most 255 characters like the other names here. Case does
@@ -118,6 +118,8 @@ EXPERIMENT = NameRule(
 )
 ENDPOINT = replace(COMPUTE, kind="Online endpoint", min_length=3, max_length=32)
 DEPLOYMENT = replace(ENDPOINT, kind="Deployment")
+#: batch endpoints follow the online endpoints' rule (a letter first, 3 to 32 letters, digits and hyphens)
+BATCH_ENDPOINT = replace(ENDPOINT, kind="Batch endpoint")
 #: a job's name follows the experiment's rule (both name folders and runs of the MLflow store)
 JOB = replace(EXPERIMENT, kind="Job")
 DATASTORE = NameRule(

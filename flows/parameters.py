@@ -11,16 +11,17 @@ the command line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from tasks.names import COMPUTE, DATA, ENDPOINT, EXPERIMENT, MODEL
+from tasks.names import COMPUTE, DATA, DEPLOYMENT, ENDPOINT, EXPERIMENT, MODEL, NameRule
 
 #: Fields that name something in the workspace, and the rule Azure holds that name to. Any flow's field of one of
 #: these names is checked with its parameters (at the command line, in the UI's form), so a name Azure or localml
 #: would refuse fails in well under a second, before the flow starts, not minutes into it.
-NAME_FIELDS = {"data_name": DATA, "model_name": MODEL, "experiment_name": EXPERIMENT, "compute": COMPUTE, "endpoint_name": ENDPOINT}
+NAME_FIELDS = {"data_name": DATA, "model_name": MODEL, "experiment_name": EXPERIMENT, "compute": COMPUTE, "endpoint_name": ENDPOINT,
+               "deployment_name": DEPLOYMENT, "predictions_name": DATA}
 
 
 def reference_check(check: Callable[[str], object], *fields: str) -> Any:
@@ -39,12 +40,15 @@ def reference_check(check: Callable[[str], object], *fields: str) -> Any:
 class FlowParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: The rule each name-like field of this flow follows (a flow whose ``endpoint_name`` names a batch endpoint says so).
+    name_rules: ClassVar[dict[str, NameRule]] = NAME_FIELDS
+
     _validated: bool = PrivateAttr(default=False)
 
     @field_validator(*NAME_FIELDS, check_fields=False)
     @classmethod
     def _follows_azure_naming(cls, value: str, info: ValidationInfo) -> str:
-        return NAME_FIELDS[info.field_name].check(value)
+        return cls.name_rules[info.field_name].check(value)
 
     @model_validator(mode="after")
     def _mark_validated(self) -> Self:

@@ -146,3 +146,18 @@ def rollout_chart(steps: list[tuple[str, dict[str, tuple[float | None, float]]]]
         axes.legend(loc="upper left")
     figure.suptitle("Rollout: the new deployment against the current one, step by step")
     return png(figure)
+
+
+def class_balance_chart(balance: dict[str, int], title: str = "Predicted classes") -> bytes:
+    """Rows per predicted class as bars, each labelled with its count and share."""
+    names = list(balance)
+    counts = [balance[name] for name in names]
+    total = sum(counts) or 1
+    figure, axes = new_figure((max(4.0, 1.2 * len(names) + 2), 4))
+    bars = axes.bar(names, counts, color="#2f6db5")
+    for bar, count in zip(bars, counts):
+        axes.annotate(f"{count} ({count / total:.0%})", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                      xytext=(0, 3), textcoords="offset points", ha="center", fontsize=9)
+    axes.set(xlabel="predicted class", ylabel="rows", title=f"{title} ({total} rows)")
+    axes.set_ylim(0, max(counts or [1]) * 1.15)
+    return png(figure)

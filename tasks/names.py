@@ -6,6 +6,6 @@ will, before the flow starts.
 
 from __future__ import annotations
 
-from amlkit.names import COMPONENT, COMPUTE, DATA, ENDPOINT, ENVIRONMENT, EXPERIMENT, JOB, MODEL, NameRule
+from amlkit.names import BATCH_ENDPOINT, COMPONENT, COMPUTE, DATA, DEPLOYMENT, ENDPOINT, ENVIRONMENT, EXPERIMENT, JOB, MODEL, NameRule
 
-__all__ = ["COMPONENT", "COMPUTE", "DATA", "ENDPOINT", "ENVIRONMENT", "EXPERIMENT", "JOB", "MODEL", "NameRule"]
+__all__ = ["BATCH_ENDPOINT", "COMPONENT", "COMPUTE", "DATA", "DEPLOYMENT", "ENDPOINT", "ENVIRONMENT", "EXPERIMENT", "JOB", "MODEL", "NameRule"]

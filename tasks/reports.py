@@ -16,7 +16,8 @@ from prefect.artifacts import (
 )
 
 from tasks.automl import AutoMLSummary, Trial
-from tasks.charts import drift_chart, rollout_chart
+from tasks.batch import BatchScoreResult
+from tasks.charts import class_balance_chart, drift_chart, rollout_chart
 from tasks.drift import DriftReport
 from tasks.evaluation import ModelComparison, RetrainResult
 from tasks.rai import ReviewVerdict
@@ -382,3 +383,38 @@ def _timeline_row(step: StepResult) -> str:
 
 def _shares(shares: dict[str, int]) -> str:
     return ", ".join(f"{name} {share}%" for name, share in shares.items())
+
+
+@task(name="publish_batch_report")
+def publish_batch_report(result: BatchScoreResult, first_rows: list[dict]) -> str:
+    """Artifacts of a batch scoring run: a summary (rows scored, failed mini-batches, the deployment, the registered
+    predictions), the predicted class balance as a chart and a table of the first rows; returns the markdown.
+
+    Example:
+        ```python
+        publish_batch_report(result, predictions.first_rows)
+        ```
+    """
+    failed = "not reported by the job" if result.failed_mini_batches is None else str(result.failed_mini_batches)
+    deployment = {"created": "created in this run", "updated": "updated in this run (a new model or settings)",
+                  "unchanged": "re-used unchanged"}[result.deployment_outcome]
+    total = sum(result.class_balance.values()) or 1
+    markdown = (
+        f"# Batch scoring `{result.job_name}`: {result.status}\n\n"
+        f"**Rows scored:** {result.rows} from {result.files} file(s) of `{result.data}`  \n"
+        f"**Failed mini-batches:** {'**' + failed + '**' if result.failed_mini_batches else failed}  \n"
+        f"**Model:** `{result.model}` on `{result.endpoint}/{result.deployment}` ({deployment})  \n"
+        f"**Predictions:** `{result.predictions}` (downloaded to `{result.predictions_path}`)  \n"
+        f"**Job:** {_run_link(result.job_name, result.studio_url)}"
+        + (f" ({result.duration_seconds:.0f} s)" if result.duration_seconds is not None else "") + "\n\n"
+        "## Predicted classes\n\n| class | rows | share |\n|---|---|---|\n"
+        + "\n".join(f"| {name} | {count} | {count / total:.1%} |" for name, count in result.class_balance.items())
+        + "\n"
+    )
+    create_markdown_artifact(markdown=markdown, key="batch-summary", description=f"Batch scoring job {result.job_name}")
+    if result.class_balance:
+        _publish_png(class_balance_chart(result.class_balance), "batch-class-balance", f"Predicted classes of {result.job_name}")
+    if first_rows:
+        create_table_artifact(table=first_rows, key="batch-first-rows", description=f"The first {len(first_rows)} predictions of {result.job_name}")
+    _publish_link(result.studio_url, f"Batch job {result.job_name}", "batch-job")
+    return markdown

@@ -82,8 +82,12 @@ BAD_NAMES = {
     "model_name": ("my model", "Model name 'my model' is not valid"),
     "experiment_name": ("x" * 300, "Experiment name '" + "x" * 40 + "...' is not valid: it has 300 characters"),
     "compute": ("bad name!", "Compute name 'bad name!' is not valid"),
-    "endpoint_name": ("1-endpoint", "Online endpoint name '1-endpoint' is not valid"),
+    "endpoint_name": ("1-endpoint", "{kind} endpoint name '1-endpoint' is not valid"),
+    "deployment_name": ("blue_1", "Deployment name 'blue_1' is not valid"),
+    "predictions_name": ("../evil", "Data asset name '../evil' is not valid"),
 }
+#: The kind of endpoint a flow's endpoint_name names.
+ENDPOINT_KINDS = {"batch_score": "Batch"}
 NAMED = [(flow, field) for flow, (_, model) in FLOWS.items() for field in NAME_FIELDS if field in model.model_fields]
 
 
@@ -94,6 +98,7 @@ def test_every_name_like_field_of_every_flow_has_a_bad_example_here():
 @pytest.mark.parametrize("flow, field", NAMED)
 def test_a_name_azure_refuses_fails_in_the_parameter_model_in_under_a_second_with_the_rule(flow, field):
     bad, refusal = BAD_NAMES[field]
+    refusal = refusal.format(kind=ENDPOINT_KINDS.get(flow, "Online"))
     started = time.perf_counter()
     with pytest.raises(ParameterError) as refused:
         command_line_parameters(flow, f"--{field.replace('_', '-')}", bad)
@@ -116,6 +121,8 @@ BAD_REFERENCES = [
     ("monitor", "reference_data", "azureml:diabetes", "'azureml:diabetes' is not a data asset reference"),
     ("retrain", "data", "azureml:diabetes@", "'azureml:diabetes@' is not a data asset reference"),
     ("refine", "baseline", "azureml:diabetes-baseline", "'azureml:diabetes-baseline' is not a model reference"),
+    ("batch_score", "model", "diabetes-baseline", "'diabetes-baseline' is not a model reference: use azureml:<name>:<version>"),
+    ("batch_score", "data", "azureml:patient-data", "'azureml:patient-data' is not a data asset reference"),
 ]
 
 
