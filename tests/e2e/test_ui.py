@@ -31,9 +31,12 @@ BUDGETS = {
     "rai_review": {"output_folder": "{tmp}/rai_reviews"},
     # the version retrain's form run registered, on an endpoint of its own (a promotion's trigger deploys to the default)
     "deploy": {"model": "azureml:diabetes-baseline@latest", "endpoint_name": "form-ep"},
+    # the same version (a review that fails leaves no champion to score with)
+    "batch_score": {"model": "azureml:diabetes-baseline@latest", "output_folder": "{tmp}/batch_predictions"},
 }
 #: Minutes each run may take on a busy 2-core machine.
-RUN_MINUTES = {"baseline": 4, "train": 2, "tune": 4, "refine": 3, "monitor": 2, "retrain": 6, "rai_review": 5, "deploy": 3}
+RUN_MINUTES = {"baseline": 4, "train": 2, "tune": 4, "refine": 3, "monitor": 2, "retrain": 6, "rai_review": 5, "deploy": 3,
+               "batch_score": 3}
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +101,26 @@ def test_the_prefect_ui_opens_on_the_form_a_person_sees_by_default(stack, page):
     page.wait_for_url("**/v2/**")
 
 
-@pytest.mark.parametrize("name", ["baseline", "train", "tune", "refine", "monitor", "retrain", "deploy"])
+@pytest.mark.parametrize("name", ["baseline", "train", "tune", "refine", "monitor", "retrain", "deploy", "batch_score"])
 def test_a_form_submitted_unedited_runs_the_flow_s_defaults_on_the_worker(stack, budgets, page, name):
     run = run_to_completion(page, stack, name)
     _, model = FLOWS[name]
     submitted = run.parameters["params"]
     assert set(submitted) == set(model.model_fields), "the form sends every field"
     assert model.model_validate(submitted).model_dump(mode="json") == model(**budgets[name]).model_dump(mode="json")
+    if name == "batch_score":
+        assert_predictions_registered(stack, run)
+
+
+def assert_predictions_registered(stack, run):
+    """The run's predictions: a data version of the default name, made by the run's job, 400 rows of the sample."""
+    from localml import LocalMLClient
+
+    client = LocalMLClient(stack.localml_root)
+    (version,) = [d for d in client.data.list(name="diabetes-predictions")]
+    assert version.tags["batch.job"] and version.tags["model"].startswith("azureml:diabetes-baseline:")
+    predictions = client.data.to_dataframe(f"azureml:diabetes-predictions:{version.version}")
+    assert len(predictions) == 400 and set(predictions["prediction"].astype(str)) <= {"0", "1"}, predictions.head()
 
 
 @pytest.fixture

@@ -96,3 +96,36 @@ def test_automl_spec_rejects_what_azure_would():
         AutoMLJobSpec(task="regression", training_data=data, target_column="BMI", primary_metric="accuracy")
     with pytest.raises(ValueError, match="Unknown classification algorithm 'ElasticNet'"):
         AutoMLJobSpec(training_data=data, target_column="Diabetic", blocked_algorithms=["ElasticNet"])
+
+
+def test_a_batch_deployment_and_its_endpoint_serialize_as_azure_takes_them():
+    from tasks.batch import BatchDeploymentSpec, BatchEndpointSpec, default_deployment_of
+
+    spec = BatchDeploymentSpec(name="classifier", endpoint_name="diabetes-batch", model="azureml:diabetes-baseline:3",
+                               compute="cpu-cluster", instance_count=2, max_concurrency_per_instance=3, mini_batch_size=5,
+                               max_retries=1, timeout=120, error_threshold=10, output_file_name="scores.csv")
+    rest = spec.to_deployment()._to_rest_object(location="westeurope")
+    settings = rest.properties
+    assert (settings.model.asset_id, settings.compute, settings.resources.instance_count) == ("azureml:diabetes-baseline:3", "cpu-cluster", 2)
+    assert (settings.mini_batch_size, settings.max_concurrency_per_instance, settings.error_threshold) == (5, 3, 10)
+    assert (settings.retry_settings.max_retries, settings.retry_settings.timeout.total_seconds()) == (1, 120)
+    assert (str(settings.output_action), settings.output_file_name) == ("BatchOutputAction.APPEND_ROW", "scores.csv")
+    # the fingerprint follows the model and the settings, and only them
+    assert rest.tags["amlflows.deployment"] == spec.digest() == spec.model_copy(update={"tags": {"team": "a"}}).digest()
+    assert spec.model_copy(update={"mini_batch_size": 6}).digest() != spec.digest()
+    assert spec.model_copy(update={"model": "azureml:diabetes-baseline:4"}).digest() != spec.digest()
+
+    endpoint = BatchEndpointSpec(name="diabetes-batch").to_endpoint()
+    endpoint.defaults = {"deployment_name": "classifier"}
+    assert endpoint._to_rest_batch_endpoint(location="westeurope").properties.defaults.deployment_name == "classifier"
+    assert default_deployment_of(endpoint) == "classifier"
+
+
+def test_a_batch_job_s_predictions_file_is_read_with_or_without_a_header(tmp_path):
+    from tasks.batch import read_predictions
+
+    (tmp_path / "azure.csv").write_text("0,1,/mnt/inputs/patient-data-0.csv\n1,0,/mnt/inputs/patient-data-0.csv\n")
+    (tmp_path / "header.csv").write_text("row,prediction,file\n0,1,patient-data-3.csv\n")
+    assert read_predictions(tmp_path / "azure.csv") == [
+        {"file": "patient-data-0.csv", "row": "0", "prediction": "1"}, {"file": "patient-data-0.csv", "row": "1", "prediction": "0"}]
+    assert read_predictions(tmp_path / "header.csv") == [{"file": "patient-data-3.csv", "row": "0", "prediction": "1"}]
