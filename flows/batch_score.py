@@ -30,7 +30,7 @@ from tasks.batch import (
     register_predictions,
     set_default_batch_deployment,
 )
-from tasks.compute import ComputeSpec, cluster_name, ensure_compute
+from tasks.compute import ComputeSpec, ensure_compute
 from tasks.data import DataSpec, register_data
 from tasks.jobs import wait_for_job
 from tasks.models import check_model_reference, resolve_model
@@ -49,7 +49,7 @@ class BatchScoreParameters(FlowParameters):
     data_name: str = Field("patient-data", description="Name of the data asset a local folder is registered as")
     endpoint_name: str = Field("diabetes-batch", description="The batch endpoint (created if missing)")
     deployment_name: str = Field("classifier", description="The model's deployment on the endpoint (created, or updated when the model or a setting changed); made the endpoint's default")
-    compute: str = Field("cpu-cluster", description="Compute cluster the scoring runs on (created if missing); 'local' for none (localml only)")
+    compute: str = Field("cpu-cluster", description="Compute cluster the scoring jobs run on (created if missing)")
     instance_count: int = Field(1, ge=1, description="Nodes a scoring job uses")
     max_concurrency_per_instance: int = Field(2, ge=1, description="Mini-batches scored at once on a node")
     mini_batch_size: int = Field(2, ge=1, description="Files in a mini-batch")
@@ -73,7 +73,7 @@ class BatchScoreParameters(FlowParameters):
 
     def deployment(self, model: str) -> BatchDeploymentSpec:
         return BatchDeploymentSpec(
-            name=self.deployment_name, endpoint_name=self.endpoint_name, model=model, compute=cluster_name(self.compute),
+            name=self.deployment_name, endpoint_name=self.endpoint_name, model=model, compute=self.compute,
             instance_count=self.instance_count, max_concurrency_per_instance=self.max_concurrency_per_instance,
             mini_batch_size=self.mini_batch_size, max_retries=self.max_retries, timeout=self.timeout,
             error_threshold=self.error_threshold, output_file_name=self.output_file_name,
@@ -91,8 +91,7 @@ def batch_score(params: BatchScoreParameters = BatchScoreParameters.defaults()) 
         data_input, data_type = data.reference, data.type
     else:
         data_input, data_type = params.data, "uri_folder"
-    if cluster_name(params.compute):
-        ensure_compute(workspace, ComputeSpec(name=params.compute, max_instances=max(2, params.instance_count)))
+    ensure_compute(workspace, ComputeSpec(name=params.compute, max_instances=max(2, params.instance_count)))
     ensure_batch_endpoint(workspace, BatchEndpointSpec(name=params.endpoint_name))
     deployment = ensure_batch_deployment(workspace, params.deployment(model.reference))
     set_default_batch_deployment(workspace, params.endpoint_name, params.deployment_name)

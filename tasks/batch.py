@@ -69,7 +69,7 @@ class BatchDeploymentSpec(BaseModel):
     name: str = Field(description="Deployment name")
     endpoint_name: str
     model: str = Field(description="A registered model version: azureml:NAME:VERSION (an MLflow model: no scoring script)")
-    compute: str | None = Field(default=None, description="The compute cluster the jobs run on (required on Azure)")
+    compute: str = Field(description="The compute cluster the jobs run on")
     instance_count: int = Field(default=1, ge=1, description="Nodes of the cluster a job uses")
     max_concurrency_per_instance: int = Field(default=2, ge=1, description="Mini-batches scored at once on a node")
     mini_batch_size: int = Field(default=2, ge=1, description="Files in a mini-batch")
@@ -372,7 +372,7 @@ def batch_job_failures(workspace: str, job_name: str) -> int | None:
 
 
 #: Where a batch job's properties say how many mini-batches failed.
-FAILED_MINI_BATCH_PROPERTIES = ("failed_mini_batches", "localml.failed_mini_batches", "azureml.failed_mini_batches")
+FAILED_MINI_BATCH_PROPERTIES = ("mini_batches_failed", "localml.mini_batches_failed", "failed_mini_batches")
 
 
 def _find_job(client: Any, name: str) -> Any | None:

@@ -60,8 +60,7 @@ def test_the_champion_scores_the_four_patient_files_and_the_predictions_are_regi
 
     # the endpoint sends invocations without a deployment name to the deployment
     endpoint = champion.batch_endpoints.get(ENDPOINT)
-    assert endpoint.defaults.deployment_name == "classifier" if not isinstance(endpoint.defaults, dict) \
-        else endpoint.defaults["deployment_name"] == "classifier"
+    assert endpoint.defaults.deployment_name == "classifier"
     # the predictions, as a table a drift check can read, tagged with what made them
     name, version = result.predictions.removeprefix("azureml:").split(":")
     asset = champion.data.get(name, version=version)
