@@ -15,6 +15,7 @@ from pathlib import Path
 from azure.ai.ml import Input, Output, command
 
 from amlkit import names
+from localml.batch import input_files
 from localml.errors import LocalMLValidationError
 from localml.execution.command import resolve_input
 
@@ -72,9 +73,3 @@ def submit(workspace, jobs, endpoint: dict, deployment: dict, key: str, data: In
         }
         return jobs.submit_batch(job, record)
 
-
-def input_files(path: Path, input_type: str) -> list[Path]:
-    """The files a batch job scores, in a stable order: the file itself, or every file under the folder but hidden ones."""
-    if input_type == "uri_file":
-        return [path] if path.is_file() else []
-    return sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
