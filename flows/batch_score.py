@@ -19,6 +19,7 @@ from flows.parameters import NAME_FIELDS, FlowParameters, reference_check
 from tasks.batch import (
     BatchDeploymentSpec,
     BatchEndpointSpec,
+    BatchScoringFailed,
     BatchScoreResult,
     batch_input_type,
     batch_job_failures,
@@ -97,14 +98,22 @@ def batch_score(params: BatchScoreParameters = BatchScoreParameters.defaults()) 
     set_default_batch_deployment(workspace, params.endpoint_name, params.deployment_name)
     job = invoke_batch_endpoint(workspace, params.endpoint_name, data_input, params.deployment_name, data_type)
     waited = wait_for_job(workspace, job.name, timeout_seconds=params.timeout_minutes * 60)
+    failed = batch_job_failures(workspace, job.name)
     predictions = download_predictions(workspace, job.name, params.output_file_name, params.output_folder)
+    if predictions.rows == 0:  # nothing to register: a version of no rows would look like a result to a drift check
+        raise BatchScoringFailed(
+            f"Batch job {job.name} scored no rows of {data_input}"
+            + (f": {failed} mini-batch(es) failed" if failed else "")
+            + ". Its log above says why (a mini-batch's error is logged with its files); the full logs stay with the job: "
+            f"ml_client.jobs.download('{job.name}', all=True). Nothing was registered."
+        )
     reference = register_predictions(workspace, params.predictions_name, job.name, predictions.table, {
         "model": model.reference, "data": data_input, "batch.endpoint": params.endpoint_name,
         "batch.deployment": params.deployment_name})
     result = BatchScoreResult(
         job_name=job.name, status=waited.status, endpoint=params.endpoint_name, deployment=params.deployment_name,
         deployment_outcome=deployment.outcome, model=model.reference, data=data_input, rows=predictions.rows,
-        files=predictions.files, failed_mini_batches=batch_job_failures(workspace, job.name),
+        files=predictions.files, failed_mini_batches=failed,
         class_balance=predictions.class_balance, predictions=reference, predictions_path=predictions.path,
         studio_url=waited.studio_url, duration_seconds=waited.duration_seconds,
     )

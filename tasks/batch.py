@@ -40,6 +40,10 @@ FIRST_ROWS = 10
 PREDICTION_COLUMNS = ("file", "row", "prediction")
 
 
+class BatchScoringFailed(RuntimeError):
+    """A batch job that ended without predictions to register (every mini-batch failed, within error_threshold)."""
+
+
 class BatchEndpointSpec(BaseModel):
     name: str = Field(description="Batch endpoint name: 3-32 characters, a letter first, then letters, digits and '-'")
     description: str | None = None
@@ -138,7 +142,6 @@ class BatchScoreResult(BaseModel):
     data: str = Field(description="The input data the job scored")
     rows: int = Field(description="Rows scored")
     files: int = Field(description="Input files with predictions")
-    input_files: int | None = Field(None, description="Files in the input, where it is a local folder or a data asset of this workspace")
     failed_mini_batches: int | None = Field(None, description="Mini-batches that failed, as the job reports them")
     class_balance: dict[str, int] = Field(default_factory=dict)
     predictions: str = Field(description="The predictions' data asset version: azureml:NAME:VERSION")

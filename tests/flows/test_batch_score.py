@@ -7,6 +7,7 @@ deployment; bad input is refused by the parameter model before anything is creat
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -16,21 +17,44 @@ from pydantic import ValidationError
 
 from amlflows.cli import main
 from flows.batch_score import BatchScoreParameters, batch_score
-from tests.flows.test_deploy import FEATURES
-from tests.flows.test_deploy import model_folder  # noqa: F401 (a fixture)
+from tasks.batch import BatchScoringFailed
+from tests.flows.test_deploy import DIABETES_CSV, FEATURES
+from tests.flows.test_deploy import model_folder as float_model_folder  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 PATIENTS = REPO / "examples" / "data" / "patient-data"
 ENDPOINT = "diabetes-batch"
 
 
-@pytest.fixture
-def champion(ml_client, model_folder):  # noqa: F811 (the fixture imported above)
-    """A workspace whose ``diabetes-baseline`` version 1 is the champion (a small LightGBM MLflow model)."""
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    """A small LightGBM MLflow model of the diabetes sample whose signature has the CSV's own column types (whole
+    numbers as long), as a model trained on the CSV has."""
+    import lightgbm
+    import mlflow.lightgbm
+    from mlflow.models import infer_signature
+
+    data = pd.read_csv(DIABETES_CSV, nrows=2000)
+    model = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=15, verbose=-1).fit(data[FEATURES], data["Diabetic"])
+    folder = tmp_path_factory.mktemp("mlflow") / "model"
+    with warnings.catch_warnings():  # MLflow's hint that whole-number columns cannot hold missing values: these have none
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(data[FEATURES], model.predict(data[FEATURES]))
+    mlflow.lightgbm.save_model(model, str(folder), signature=signature, pip_requirements=["lightgbm"])
+    return folder
+
+
+def register_champion(ml_client, folder: Path, version: str = "1") -> None:
     from azure.ai.ml.entities import Model
 
-    ml_client.models.create_or_update(Model(name="diabetes-baseline", version="1", path=str(model_folder),
+    ml_client.models.create_or_update(Model(name="diabetes-baseline", version=version, path=str(folder),
                                             type="mlflow_model", tags={"champion": "true"}))
+
+
+@pytest.fixture
+def champion(ml_client, model_folder):
+    """A workspace whose ``diabetes-baseline`` version 1 is the champion."""
+    register_champion(ml_client, model_folder)
     return ml_client
 
 
@@ -42,13 +66,13 @@ def expected_balance(model_folder: Path) -> dict[str, int]:
     """What the model predicts for the 400 patients, read in this process."""
     import mlflow.pyfunc
 
-    rows = pd.concat([pd.read_csv(f) for f in sorted(PATIENTS.glob("*.csv"))])[FEATURES].astype("float64")
+    rows = pd.concat([pd.read_csv(f) for f in sorted(PATIENTS.glob("*.csv"))])[FEATURES]
     predictions = pd.Series(mlflow.pyfunc.load_model(str(model_folder)).predict(rows)).astype(int).astype(str)
     return dict(sorted(predictions.value_counts().items()))
 
 
 def test_the_champion_scores_the_four_patient_files_and_the_predictions_are_registered_and_reported(
-        champion, model_folder, tmp_path):  # noqa: F811
+        champion, model_folder, tmp_path):
     state = batch_score(params(tmp_path), return_state=True)
     result = state.result()
 
@@ -93,6 +117,15 @@ def test_a_second_run_re_uses_endpoint_and_deployment_and_a_changed_setting_upda
     assert champion.batch_deployments.get(name="classifier", endpoint_name=ENDPOINT).settings.mini_batch_size == 4
     assert [e.name for e in champion.batch_endpoints.list()] == [ENDPOINT]
     assert [d.name for d in champion.batch_deployments.list(endpoint_name=ENDPOINT)] == ["classifier"]
+
+
+@pytest.mark.slow
+def test_a_model_the_files_do_not_fit_fails_the_run_with_its_failed_mini_batches_and_registers_nothing(
+        ml_client, float_model_folder, tmp_path):  # noqa: F811 (the fixture imported above)
+    register_champion(ml_client, float_model_folder)  # its signature wants doubles; the files hold whole numbers
+    with pytest.raises(BatchScoringFailed, match=r"scored no rows of azureml:patient-data:1: 2 mini-batch\(es\) failed"):
+        batch_score(params(tmp_path))
+    assert list(ml_client.data.list(name="diabetes-predictions")) == []
 
 
 def test_an_unknown_model_fails_the_run_before_any_endpoint_is_created(ml_client, tmp_path):
