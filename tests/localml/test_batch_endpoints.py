@@ -271,7 +271,10 @@ def test_the_dp100_batch_code_runs_unchanged_but_for_the_client_line(ml_client, 
 
 def test_a_custom_batch_scoring_script_scores_every_file_once(ml_client, helpers, tmp_path, script_deployment, endpoint):
     script_deployment("glucose", mini_batch_size=3, output_file_name="flags.csv")
-    job = ml_client.batch_endpoints.invoke(endpoint_name=endpoint.name, deployment_name="glucose", inputs={"patients": patients()})
+    stored = ml_client.data.create_or_update(Data(path=str(PATIENTS), type=AssetTypes.URI_FOLDER, name="patients")).path
+    assert stored.startswith("azureml://datastores/workspaceblobstore/paths/")  # a datastore folder as the input
+    job = ml_client.batch_endpoints.invoke(endpoint_name=endpoint.name, deployment_name="glucose",
+                                           inputs={"patients": Input(type=AssetTypes.URI_FOLDER, path=stored)})
     assert (job.name, job.status) == (job.name, "NotStarted") and job.type.endswith("batchEndpoints/jobs")
     assert finished(ml_client, helpers, job) == "Completed"
     flags = read_output(ml_client, job, tmp_path / "out", ["file", "glucose", "high"], "flags.csv")
@@ -301,8 +304,10 @@ def test_a_file_that_always_fails_fails_its_mini_batch_and_the_job_only_past_the
     failing = {"ALWAYS_FAIL": "patient-data-3.csv"}
     script_deployment("tolerant", failing, error_threshold=1, retry_settings=BatchRetrySettings(max_retries=1, timeout=30))
     script_deployment("strict", failing, error_threshold=0, retry_settings=BatchRetrySettings(max_retries=1, timeout=30))
-    tolerant = ml_client.batch_endpoints.invoke(endpoint_name=endpoint.name, deployment_name="tolerant", input=patients())
-    strict = ml_client.batch_endpoints.invoke(endpoint_name=endpoint.name, deployment_name="strict", input=patients())
+    ml_client.data.create_or_update(Data(path=str(PATIENTS), type=AssetTypes.URI_FOLDER, name="patients"))
+    registered = Input(type=AssetTypes.URI_FOLDER, path="azureml:patients:1")
+    tolerant = ml_client.batch_endpoints.invoke(endpoint_name=endpoint.name, deployment_name="tolerant", input=registered)
+    strict = ml_client.batch_endpoints.invoke(endpoint_name=endpoint.name, deployment_name="strict", input=registered)
 
     assert finished(ml_client, helpers, tolerant) == "Completed"
     flags = read_output(ml_client, tolerant, tmp_path / "out", ["file", "glucose", "high"])
@@ -330,6 +335,19 @@ def test_a_file_whose_columns_do_not_match_the_signature_fails_alone_naming_them
     score = read_output(ml_client, job, tmp_path / "out", ["row", "prediction", "file"])
     assert score["file"].unique().tolist() == ["patient-data-0.csv"] and len(score) == 100
     assert "renamed.csv lacks the column(s) BMI and has column(s) the model does not know: Weight" in std_log(ml_client, job)
+
+
+def test_a_scoring_script_whose_init_fails_fails_the_job_with_its_error(ml_client, helpers, tmp_path, cluster, endpoint):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "score.py").write_text("def init():\n    raise RuntimeError('no model here')\n\ndef run(mini_batch):\n    return mini_batch\n")
+    (tmp_path / "model.txt").write_text("unused")
+    ml_client.batch_deployments.begin_create_or_update(ModelBatchDeployment(
+        name="broken", endpoint_name=endpoint.name, compute="aml-cluster", environment="AzureML-sklearn-1.5@latest",
+        model=Model(path=str(tmp_path / "model.txt"), name="unused"),  # a local model: registered, as Azure's SDK does
+        code_configuration=CodeConfiguration(code=str(tmp_path / "src"), scoring_script="score.py"))).result()
+    job = ml_client.batch_endpoints.invoke(endpoint.name, deployment_name="broken", input=patients())
+    assert finished(ml_client, helpers, job) == "Failed"
+    assert "could not load the model: RuntimeError: no model here" in ml_client.jobs.get(job.name).properties["localml.error"]
 
 
 def test_canceling_a_batch_job_stops_its_workers(ml_client, helpers, script_deployment, endpoint):
