@@ -232,6 +232,9 @@ def main(argv: list[str]) -> int:
     config = json.loads(Path(args.config).read_text())
     source = Path(args.input)
     files = [str(f) for f in input_files(source, "uri_file" if source.is_file() else "uri_folder")]
+    if not files:  # invoke checked the input had files; this one was emptied since
+        print(f"BatchJobError: the input {source} holds no files to score.", flush=True)
+        return 1
     size = config["mini_batch_size"]
     run = BatchRun(config, Path(args.config).resolve(), [files[i:i + size] for i in range(0, len(files), size)])
     slots = min(config["instances"] * config["max_concurrency_per_instance"], len(run.mini_batches))

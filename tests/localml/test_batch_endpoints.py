@@ -322,18 +322,19 @@ def test_a_file_that_always_fails_fails_its_mini_batch_and_the_job_only_past_the
     assert [j.name for j in ml_client.batch_endpoints.list_jobs(endpoint.name)] == [tolerant.name, strict.name]
 
 
-def test_a_file_whose_columns_do_not_match_the_signature_fails_alone_naming_them(
+def test_csv_and_parquet_files_score_and_one_whose_columns_do_not_match_the_signature_fails_alone_naming_them(
         ml_client, helpers, tmp_path, model, cluster, endpoint):
     folder = tmp_path / "mixed"
     folder.mkdir()
     shutil.copy(PATIENTS / "patient-data-0.csv", folder)
     pd.read_csv(PATIENTS / "patient-data-1.csv").rename(columns={"BMI": "Weight"}).to_csv(folder / "renamed.csv", index=False)
+    pd.read_csv(PATIENTS / "patient-data-2.csv").to_parquet(folder / "patient-data-2.parquet")
     ml_client.batch_deployments.begin_create_or_update(mlflow_deployment(endpoint, model, mini_batch_size=1)).result()
     job = ml_client.batch_endpoints.invoke(endpoint.name, deployment_name="classifier",
                                            input=Input(type=AssetTypes.URI_FOLDER, path=str(folder)))
     assert finished(ml_client, helpers, job) == "Completed"  # error_threshold -1: failures never fail the job
     score = read_output(ml_client, job, tmp_path / "out", ["row", "prediction", "file"])
-    assert score["file"].unique().tolist() == ["patient-data-0.csv"] and len(score) == 100
+    assert score["file"].value_counts().to_dict() == {"patient-data-0.csv": 100, "patient-data-2.parquet": 100}
     assert "renamed.csv lacks the column(s) BMI and has column(s) the model does not know: Weight" in std_log(ml_client, job)
 
 
