@@ -7,6 +7,7 @@ MLflow model or a real scoring script.
 from __future__ import annotations
 
 import shutil
+import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ from azure.ai.ml.entities import (
     BatchRetrySettings,
     CodeConfiguration,
     Data,
+    Environment,
     Model,
     ModelBatchDeployment,
     ModelBatchDeploymentSettings,
@@ -360,6 +362,33 @@ def test_canceling_a_batch_job_stops_its_workers(ml_client, helpers, script_depl
     ml_client.jobs.begin_cancel(job.name).result(timeout=60)
     assert ml_client.jobs.get(job.name).status == "Canceled"
     helpers.wait_for(lambda: all(helpers.process_gone(pid) for pid in workers), timeout=30, what="the workers to end")
+
+
+def test_a_scoring_script_runs_in_its_deployments_conda_environment(ml_client, helpers, tmp_path, cluster, endpoint):
+    # the venv holds six alone (an 11 kB wheel): the driver and workers need only the standard library there
+    (tmp_path / "conda.yml").write_text(f"dependencies:\n  - python={sys.version_info.major}.{sys.version_info.minor}\n"
+                                        "  - pip\n  - pip:\n    - six==1.16.0\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "score.py").write_text(textwrap.dedent("""
+        import csv, os, sys, six
+
+        def init():
+            print("scoring in", sys.prefix, "with six", six.__version__, flush=True)
+
+        def run(mini_batch):
+            return [(os.path.basename(path), sum(1 for _ in csv.reader(open(path))) - 1, sys.prefix) for path in mini_batch]
+    """))
+    (tmp_path / "model.txt").write_text("unused")
+    ml_client.batch_deployments.begin_create_or_update(ModelBatchDeployment(
+        name="in-venv", endpoint_name=endpoint.name, compute="aml-cluster", model=Model(path=str(tmp_path / "model.txt"), name="unused"),
+        environment=Environment(name="six-only", conda_file=str(tmp_path / "conda.yml")),
+        code_configuration=CodeConfiguration(code=str(tmp_path / "src"), scoring_script="score.py"),
+        settings=ModelBatchDeploymentSettings(mini_batch_size=4))).result()
+    job = ml_client.batch_endpoints.invoke(endpoint.name, deployment_name="in-venv", input=patients())
+    assert finished(ml_client, helpers, job) == "Completed", ml_client.jobs.get(job.name).properties["localml.error"]
+    counts = read_output(ml_client, job, tmp_path / "out", ["file", "rows", "prefix"])
+    assert counts["rows"].tolist() == [100] * 4
+    assert set(counts["prefix"]) == {str(next((ml_client.root / "environments").iterdir()) / "venv")}
 
 
 # -- bad input at invoke ---------------------------------------------------------------------------------------------
