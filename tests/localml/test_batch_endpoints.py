@@ -93,6 +93,9 @@ def test_an_endpoint_and_its_deployment_are_created_read_listed_and_deleted(ml_c
     assert (got.name, got.description, got.defaults.deployment_name) == (endpoint.name, endpoint.description, "classifier")
     assert [e.name for e in ml_client.batch_endpoints.list()] == ["diabetes-batch"]
     assert [d.name for d in ml_client.batch_deployments.list(endpoint_name=endpoint.name)] == ["classifier"]
+    # what get returns passes Azure's own checks, so code that sends it back to Azure can
+    got._to_rest_batch_endpoint(location="local")
+    ml_client.batch_deployments.get("classifier", endpoint.name)._to_rest_object(location="local")
 
     ml_client.batch_endpoints.begin_delete(endpoint.name).result()
     with pytest.raises(ResourceNotFoundError, match="diabetes-batch"):
