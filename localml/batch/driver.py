@@ -26,8 +26,15 @@ from localml.batch import input_files
 from localml.batch.output import SUMMARY_FILE, Outcome, assemble, count_rows, part_file, summarize
 
 
-def log(message: str) -> None:
-    print(f"[batch] {message}", flush=True)
+#: The deployment's logging_level: warning shows failures, retries and the summary; info adds each mini-batch that
+#: scored; debug adds the workers' starts
+LEVELS = {"debug": 10, "info": 20, "warning": 30}
+shown_level = LEVELS["info"]
+
+
+def log(message: str, level: str = "info") -> None:
+    if LEVELS[level] >= shown_level:
+        print(f"[batch] {message}", flush=True)
 
 
 class WorkerDied(Exception):
@@ -123,6 +130,7 @@ class BatchRun:
             ready = worker.answer(timeout=None)
         except WorkerDied as error:
             ready = {"ready": False, "error": str(error)}
+        log(f"worker {slot} (pid {worker.process.pid}) {'loaded the model' if ready.get('ready') else 'could not load it'}", "debug")
         if not ready.get("ready"):
             with self.lock:
                 self.fatal = self.fatal or f"Worker {slot} could not load the model: {ready.get('error')}"
@@ -157,12 +165,12 @@ class BatchRun:
                 break
             outcome.error = answer["error"]
             again = "; retrying" if attempt < attempts and worker is not None else ""
-            log(f"{where}: failed: {answer['error']}{again}")
+            log(f"{where}: failed: {answer['error']}{again}", "warning")
             if worker is None:
                 break
         if not outcome.ok:
             outcome.rows = sum(count_rows(Path(f)) for f in files)
-            log(f"mini-batch {index + 1}/{len(self.mini_batches)} ({names}) failed after {attempt} attempt(s): {outcome.error}")
+            log(f"mini-batch {index + 1}/{len(self.mini_batches)} ({names}) failed after {attempt} attempt(s): {outcome.error}", "warning")
         self.record(index, outcome)
         return worker
 
@@ -181,6 +189,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text())
+    global shown_level
+    shown_level = LEVELS[config["logging_level"].lower()]
     source = Path(args.input)
     files = [str(f) for f in input_files(source, "uri_file" if source.is_file() else "uri_folder")]
     if not files:  # invoke checked the input had files; this one was emptied since
@@ -191,7 +201,7 @@ def main(argv: list[str]) -> int:
     slots = min(config["instances"] * config["max_concurrency_per_instance"], len(run.mini_batches))
     log(f"scoring {len(files)} file(s) in {len(run.mini_batches)} mini-batch(es) of up to {size} with deployment "
         f"'{config['deployment']}' of endpoint '{config['endpoint']}', on {config['instances']} instance(s) x "
-        f"{config['max_concurrency_per_instance']} worker(s): {slots} worker(s)")
+        f"{config['max_concurrency_per_instance']} worker(s): {slots} worker(s)", "warning")
     part_file(0).parent.mkdir(exist_ok=True)
 
     def canceled(*_) -> None:
@@ -211,7 +221,7 @@ def main(argv: list[str]) -> int:
     SUMMARY_FILE.write_text(json.dumps(summary, indent=2))
     log(f"summary: {summary['mini_batches_succeeded']} of {summary['mini_batches']} mini-batch(es) succeeded "
         f"({summary['rows_succeeded']} row(s)), {summary['mini_batches_failed']} failed ({summary['files_failed']} file(s), "
-        f"{summary['rows_failed']} row(s)), {summary['mini_batches_not_run']} not run")
+        f"{summary['rows_failed']} row(s)), {summary['mini_batches_not_run']} not run", "warning")
     if run.fatal is not None:
         print(f"BatchJobError: {run.fatal}", flush=True)
         return 1

@@ -123,6 +123,7 @@ class BatchDeploymentOperations:
                 raise LocalMLValidationError(f"{where}: {key} is {settings[key]!r}; it must be a whole number of at least {least}.")
         if str(settings["logging_level"]).lower() not in LOGGING_LEVELS:
             raise LocalMLValidationError(f"{where}: logging_level {settings['logging_level']!r} is not one of {', '.join(LOGGING_LEVELS)}.")
+        settings["logging_level"] = str(settings["logging_level"]).lower()
         retry = given.retry_settings or BatchRetrySettings()
         settings["retry_settings"] = {key: default if getattr(retry, key) is None else getattr(retry, key) for key, default in RETRY_DEFAULTS.items()}
         if settings["retry_settings"]["max_retries"] < 0 or settings["retry_settings"]["timeout"] <= 0:

@@ -308,7 +308,8 @@ def test_a_file_that_always_fails_fails_its_mini_batch_and_the_job_only_past_the
         ml_client, helpers, tmp_path, script_deployment, endpoint):
     failing = {"ALWAYS_FAIL": "patient-data-3.csv"}
     script_deployment("tolerant", failing, error_threshold=1, retry_settings=BatchRetrySettings(max_retries=1, timeout=30))
-    script_deployment("strict", failing, error_threshold=0, retry_settings=BatchRetrySettings(max_retries=1, timeout=30))
+    script_deployment("strict", failing, error_threshold=0, retry_settings=BatchRetrySettings(max_retries=1, timeout=30),
+                      logging_level="warning")
     ml_client.data.create_or_update(Data(path=str(PATIENTS), type=AssetTypes.URI_FOLDER, name="patients"))
     registered = Input(type=AssetTypes.URI_FOLDER, path="azureml:patients:1")
     tolerant = ml_client.batch_endpoints.invoke(endpoint_name=endpoint.name, deployment_name="tolerant", input=registered)
@@ -322,6 +323,7 @@ def test_a_file_that_always_fails_fails_its_mini_batch_and_the_job_only_past_the
     assert "ValueError: patient-data-3.csv always fails" in std_log(ml_client, tolerant)
 
     assert finished(ml_client, helpers, strict) == "Failed"
+    assert "row(s) in" not in std_log(ml_client, strict) and "always fails" in std_log(ml_client, strict)  # logging_level warning
     error = ml_client.jobs.get(strict.name).properties["localml.error"]
     assert "error threshold was passed" in error and "error_threshold is 0" in error
     assert [j.name for j in ml_client.batch_endpoints.list_jobs(endpoint.name)] == [tolerant.name, strict.name]
@@ -350,10 +352,14 @@ def test_a_scoring_script_whose_init_fails_fails_the_job_with_its_error(ml_clien
     ml_client.batch_deployments.begin_create_or_update(ModelBatchDeployment(
         name="broken", endpoint_name=endpoint.name, compute="aml-cluster", environment="AzureML-sklearn-1.5@latest",
         model=Model(path=str(tmp_path / "model.txt"), name="unused"),  # a local model: registered, as Azure's SDK does
-        code_configuration=CodeConfiguration(code=str(tmp_path / "src"), scoring_script="score.py"))).result()
+        code_configuration=CodeConfiguration(code=str(tmp_path / "src"), scoring_script="score.py"),
+        settings=ModelBatchDeploymentSettings(mini_batch_size=1, instance_count=5, logging_level="debug"))).result()
     job = ml_client.batch_endpoints.invoke(endpoint.name, deployment_name="broken", input=patients())
     assert finished(ml_client, helpers, job) == "Failed"
     assert "could not load the model: RuntimeError: no model here" in ml_client.jobs.get(job.name).properties["localml.error"]
+    log = std_log(ml_client, job)
+    assert "on 2 instance(s) x 1 worker(s)" in log  # instance_count 5, but the cluster lends at most max_instances 2
+    assert "(pid " in log and "could not load it" in log  # debug shows the workers' starts
 
 
 def test_canceling_a_batch_job_stops_its_workers(ml_client, helpers, script_deployment, endpoint):
