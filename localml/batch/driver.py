@@ -23,13 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localml.batch import input_files
-
-SUMMARY_FILE = Path("outputs") / "batch_summary.json"
-PARTS = Path("parts")
+from localml.batch.output import SUMMARY_FILE, Outcome, assemble, count_rows, part_file, summarize
 
 
-def log(message: str) -> None:
-    print(f"[batch] {message}", flush=True)
+#: The deployment's logging_level: warning shows failures, retries and the summary; info adds each mini-batch that
+#: scored; debug adds the workers' starts
+LEVELS = {"debug": 10, "info": 20, "warning": 30}
+shown_level = LEVELS["info"]
+
+
+def log(message: str, level: str = "info") -> None:
+    if LEVELS[level] >= shown_level:
+        print(f"[batch] {message}", flush=True)
 
 
 class WorkerDied(Exception):
@@ -80,14 +85,6 @@ class Worker:
 
 
 @dataclass
-class Outcome:
-    files: list[str]
-    ok: bool = False
-    rows: int = 0
-    error: str | None = None
-
-
-@dataclass
 class BatchRun:
     config: dict
     config_file: Path
@@ -133,6 +130,7 @@ class BatchRun:
             ready = worker.answer(timeout=None)
         except WorkerDied as error:
             ready = {"ready": False, "error": str(error)}
+        log(f"worker {slot} (pid {worker.process.pid}) {'loaded the model' if ready.get('ready') else 'could not load it'}", "debug")
         if not ready.get("ready"):
             with self.lock:
                 self.fatal = self.fatal or f"Worker {slot} could not load the model: {ready.get('error')}"
@@ -145,7 +143,7 @@ class BatchRun:
         files = self.mini_batches[index]
         retry = self.config["retry_settings"]
         attempts = retry["max_retries"] + 1
-        part = PARTS / f"mini-batch-{index:06d}.csv" if self.config["output_action"] == "append_row" else None
+        part = part_file(index) if self.config["output_action"] == "append_row" else None
         names = ", ".join(Path(f).name for f in files)
         outcome = Outcome(files)
         for attempt in range(1, attempts + 1):
@@ -167,12 +165,12 @@ class BatchRun:
                 break
             outcome.error = answer["error"]
             again = "; retrying" if attempt < attempts and worker is not None else ""
-            log(f"{where}: failed: {answer['error']}{again}")
+            log(f"{where}: failed: {answer['error']}{again}", "warning")
             if worker is None:
                 break
         if not outcome.ok:
             outcome.rows = sum(count_rows(Path(f)) for f in files)
-            log(f"mini-batch {index + 1}/{len(self.mini_batches)} ({names}) failed after {attempt} attempt(s): {outcome.error}")
+            log(f"mini-batch {index + 1}/{len(self.mini_batches)} ({names}) failed after {attempt} attempt(s): {outcome.error}", "warning")
         self.record(index, outcome)
         return worker
 
@@ -184,45 +182,6 @@ class BatchRun:
                 worker.process.kill()
 
 
-def count_rows(path: Path) -> int:
-    """The rows of a CSV file (its lines after the header), for the summary of a failed mini-batch; 0 for other files."""
-    if path.suffix.lower() != ".csv":
-        return 0
-    try:
-        with open(path, "rb") as rows:
-            return max(sum(1 for _ in rows) - 1, 0)
-    except OSError:
-        return 0
-
-
-def assemble(run: BatchRun, output: Path) -> None:
-    """Join the succeeded mini-batches' parts, in order, into the output file (written whole or not at all)."""
-    target = output / run.config["output_file_name"]
-    partial = target.with_name(f".{target.name}.partial")
-    with open(partial, "wb") as joined:
-        for index in sorted(run.outcomes):
-            if run.outcomes[index].ok:
-                joined.write((PARTS / f"mini-batch-{index:06d}.csv").read_bytes())
-    os.replace(partial, target)
-
-
-def summarize(run: BatchRun) -> dict:
-    outcomes = run.outcomes.values()
-    failed = [o for o in outcomes if not o.ok]
-    return {
-        "mini_batches": len(run.mini_batches),
-        "mini_batches_succeeded": sum(1 for o in outcomes if o.ok),
-        "mini_batches_failed": len(failed),
-        "mini_batches_not_run": len(run.mini_batches) - len(run.outcomes),
-        "files": sum(len(files) for files in run.mini_batches),
-        "files_failed": sum(len(o.files) for o in failed),
-        "rows_succeeded": sum(o.rows for o in outcomes if o.ok),
-        "rows_failed": sum(o.rows for o in failed),
-        "error_threshold": run.config["error_threshold"],
-        "failures": [{"files": [Path(f).name for f in o.files], "error": o.error} for o in failed],
-    }
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
@@ -230,15 +189,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text())
+    global shown_level
+    shown_level = LEVELS[config["logging_level"].lower()]
     source = Path(args.input)
     files = [str(f) for f in input_files(source, "uri_file" if source.is_file() else "uri_folder")]
+    if not files:  # invoke checked the input had files; this one was emptied since
+        print(f"BatchJobError: the input {source} holds no files to score.", flush=True)
+        return 1
     size = config["mini_batch_size"]
     run = BatchRun(config, Path(args.config).resolve(), [files[i:i + size] for i in range(0, len(files), size)])
     slots = min(config["instances"] * config["max_concurrency_per_instance"], len(run.mini_batches))
     log(f"scoring {len(files)} file(s) in {len(run.mini_batches)} mini-batch(es) of up to {size} with deployment "
         f"'{config['deployment']}' of endpoint '{config['endpoint']}', on {config['instances']} instance(s) x "
-        f"{config['max_concurrency_per_instance']} worker(s): {slots} worker(s)")
-    PARTS.mkdir(exist_ok=True)
+        f"{config['max_concurrency_per_instance']} worker(s): {slots} worker(s)", "warning")
+    part_file(0).parent.mkdir(exist_ok=True)
 
     def canceled(*_) -> None:
         run.stop_workers()
@@ -251,13 +215,13 @@ def main(argv: list[str]) -> int:
     for thread in threads:
         thread.join()
     if config["output_action"] == "append_row" and run.fatal is None:
-        assemble(run, Path(args.output))
-    summary = summarize(run)
+        assemble(run.outcomes, Path(args.output) / config["output_file_name"])
+    summary = summarize(run.mini_batches, run.outcomes, config["error_threshold"])
     SUMMARY_FILE.parent.mkdir(exist_ok=True)
     SUMMARY_FILE.write_text(json.dumps(summary, indent=2))
     log(f"summary: {summary['mini_batches_succeeded']} of {summary['mini_batches']} mini-batch(es) succeeded "
         f"({summary['rows_succeeded']} row(s)), {summary['mini_batches_failed']} failed ({summary['files_failed']} file(s), "
-        f"{summary['rows_failed']} row(s)), {summary['mini_batches_not_run']} not run")
+        f"{summary['rows_failed']} row(s)), {summary['mini_batches_not_run']} not run", "warning")
     if run.fatal is not None:
         print(f"BatchJobError: {run.fatal}", flush=True)
         return 1

@@ -54,16 +54,15 @@ class MlflowScorer:
         except NotImplementedError:
             pass
         schema = self.pyfunc.metadata.get_input_schema()
-        self.columns = schema.input_names() if schema is not None and not schema.is_tensor_spec() else None
+        named = schema is not None and not schema.is_tensor_spec() and all(spec.name for spec in schema.inputs)
+        self.columns = [spec.name for spec in schema.inputs] if named else None
+        self.required = [spec.name for spec in schema.inputs if getattr(spec, "required", True)] if named else None
 
     def score(self, files: list[str]) -> tuple[list[list[Any]], int]:
         rows = []
         for file in files:
             frame = self._checked(Path(file), read_table(Path(file)))
-            predictions = self.pyfunc.predict(frame)
-            values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
-            if hasattr(predictions, "columns") and len(predictions.columns) == 1:
-                values = predictions.iloc[:, 0].tolist()
+            values = prediction_values(self.pyfunc.predict(frame))
             rows += [[number, value, Path(file).name] for number, value in enumerate(values)]
         return rows, len(rows)
 
@@ -71,7 +70,7 @@ class MlflowScorer:
         """The file's columns as the model's signature names them; BadFile naming the missing and extra ones."""
         if not self.columns:
             return frame
-        missing = [name for name in self.columns if name not in frame.columns]
+        missing = [name for name in self.required if name not in frame.columns]
         extra = [str(name) for name in frame.columns if name not in self.columns]
         if missing:
             raise BadFile(f"{path.name} lacks the column(s) {', '.join(missing)}"
@@ -79,7 +78,14 @@ class MlflowScorer:
                           + f"; the model expects the columns {', '.join(self.columns)}.")
         if extra:
             print(f"[batch] {path.name}: column(s) {', '.join(extra)} are not in the model's signature and are ignored.", flush=True)
-        return frame[self.columns]
+        return frame[[name for name in self.columns if name in frame.columns]]
+
+
+def prediction_values(predictions: Any) -> list:
+    """One value per input row: a column's values, or each row's values as a list when the model answers several."""
+    if hasattr(predictions, "columns"):  # a DataFrame
+        return predictions.iloc[:, 0].tolist() if len(predictions.columns) == 1 else predictions.values.tolist()
+    return predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
 
 
 class ScriptScorer:

@@ -123,6 +123,7 @@ class BatchDeploymentOperations:
                 raise LocalMLValidationError(f"{where}: {key} is {settings[key]!r}; it must be a whole number of at least {least}.")
         if str(settings["logging_level"]).lower() not in LOGGING_LEVELS:
             raise LocalMLValidationError(f"{where}: logging_level {settings['logging_level']!r} is not one of {', '.join(LOGGING_LEVELS)}.")
+        settings["logging_level"] = str(settings["logging_level"]).lower()
         retry = given.retry_settings or BatchRetrySettings()
         settings["retry_settings"] = {key: default if getattr(retry, key) is None else getattr(retry, key) for key, default in RETRY_DEFAULTS.items()}
         if settings["retry_settings"]["max_retries"] < 0 or settings["retry_settings"]["timeout"] <= 0:
@@ -199,29 +200,22 @@ class BatchDeploymentOperations:
         return folder
 
     def _environment(self, where: str, environment: str | Environment | None, needed: bool) -> str | None:
-        """A curated (or image-only) environment: batch jobs run on localml's own interpreter."""
+        """What the job runs in: a curated name (localml's own interpreter), or a registered environment (its conda
+        spec built as a venv by the job's runner; an inline Environment is registered now, as Azure does)."""
         if environment is None:
             if needed:
                 raise LocalMLValidationError(f"{where} runs a scoring script, so it needs an environment: name a curated one "
-                                             "('AzureML-sklearn-1.5@latest' runs on localml's own interpreter).")
+                                             "('AzureML-sklearn-1.5@latest' runs on localml's own interpreter) or give an "
+                                             "Environment with a conda_file.")
             return None
         if isinstance(environment, Environment):
             if environment.name and is_curated(environment.name):
                 return environment.name
-            if environment.conda_file is not None:
-                raise self._no_conda(where)
             registered = self._environments.create_or_update(environment)
             environment = f"{registered.name}:{registered.version}"
         reference = environment.removeprefix("azureml:")
-        runtime, _ = self._environments.runtime_for(reference)
-        if "environment_build" in runtime:
-            raise self._no_conda(where)
+        self._environments.runtime_for(reference)  # an unknown environment is an error now
         return reference
-
-    @staticmethod
-    def _no_conda(where: str) -> UnsupportedFeatureError:
-        return UnsupportedFeatureError(f"batch deployments in an environment built from a conda spec yet ({where})",
-                                       "Use a curated environment such as 'AzureML-sklearn-1.5@latest' (localml's own interpreter).")
 
     # -- reading back ----------------------------------------------------------------------------
     def _to_entity(self, row: dict) -> ModelBatchDeployment:
