@@ -128,6 +128,19 @@ def test_a_model_the_files_do_not_fit_fails_the_run_with_its_failed_mini_batches
     assert list(ml_client.data.list(name="diabetes-predictions")) == []
 
 
+@pytest.mark.slow
+def test_replies_lost_after_the_invoke_and_the_registrations_took_effect_leave_one_job_and_one_version(
+        champion, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCALML_FAULTS", "batch_deployments.begin_create_or_update@after=503x1,"
+                                         "batch_endpoints.invoke@after=503x1,data.create_or_update@after=503x2")
+    result = batch_score(params(tmp_path))
+    # the retry of the deployment found it serving this spec: it says so, and deploys nothing again
+    assert (result.rows, result.predictions, result.deployment_outcome) == (400, "azureml:diabetes-predictions:1", "unchanged")
+    assert [job.name for job in champion.batch_endpoints.list_jobs(ENDPOINT)] == [result.job_name]
+    assert [d.version for d in champion.data.list(name="patient-data")] == ["1"]
+    assert [d.version for d in champion.data.list(name="diabetes-predictions")] == ["1"]
+
+
 def test_an_unknown_model_fails_the_run_before_any_endpoint_is_created(ml_client, tmp_path):
     with pytest.raises(ValueError, match="diabetes-baseline has no version tagged champion"):
         batch_score(params(tmp_path))
