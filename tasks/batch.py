@@ -25,6 +25,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from amlkit.hashing import content_hash
+from amlkit.references import is_local_path, parse_asset_reference
 from tasks.endpoints import DEPLOYMENT_FINGERPRINT_TAG
 from tasks.registration import FINGERPRINT_TAG, fingerprint, register_once
 from tasks.retries import TRANSIENT_RETRIES, TransientFaultError, is_transient
@@ -38,6 +40,8 @@ DEFAULT_DEPLOYMENT_KEY = "deployment_name"
 FIRST_ROWS = 10
 #: The columns of a registered predictions table.
 PREDICTION_COLUMNS = ("file", "row", "prediction")
+#: Where a batch job's properties say how many of its mini-batches failed (localml's summary; Azure's jobs may not say).
+FAILED_MINI_BATCH_PROPERTIES = ("mini_batches_failed", "failed_mini_batches")
 
 
 class BatchScoringFailed(RuntimeError):
@@ -346,8 +350,6 @@ def register_predictions(workspace: str, name: str, job_name: str, table: str, t
     """
     from azure.ai.ml.entities import Data
 
-    from amlkit.hashing import content_hash
-
     digest = fingerprint({"job": job_name, "content": content_hash(table)})
     entity = Data(name=name, path=table, type="mltable", tags={**tags, "batch.job": job_name},
                   description=f"Predictions of batch job {job_name}")
@@ -374,9 +376,6 @@ def batch_job_failures(workspace: str, job_name: str) -> int | None:
     return None
 
 
-#: Where a batch job's properties say how many mini-batches failed.
-FAILED_MINI_BATCH_PROPERTIES = ("mini_batches_failed", "localml.mini_batches_failed", "failed_mini_batches")
-
 
 def _find_job(client: Any, name: str) -> Any | None:
     try:
@@ -396,8 +395,6 @@ def check_batch_input(data: str) -> str:
         check_batch_input("no/such/folder")   # ValueError: ... does not exist ...
         ```
     """
-    from amlkit.references import is_local_path, parse_asset_reference
-
     if data.startswith("azureml:") and not data.startswith("azureml://"):
         if parse_asset_reference(data) is None:
             raise ValueError(f"'{data}' is not a data asset reference: use azureml:<name>:<version> or azureml:<name>@latest, "
@@ -409,7 +406,8 @@ def check_batch_input(data: str) -> str:
     if not path.exists():
         raise ValueError(f"Data path '{data}' does not exist (looked in {Path.cwd()}). Give a folder of files to score, "
                          "or azureml:<name>:<version>.")
-    if path.is_dir() and not any(f.is_file() and not f.name.startswith(".") for f in path.rglob("*")):
+    if path.is_dir() and not any(f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
+                                 for f in path.rglob("*")):  # hidden files and folders are not scored
         raise ValueError(f"Data folder '{data}' has no files to score. Put the files (CSV, one row per case) in it, "
                          "or give another folder.")
     return data
@@ -417,6 +415,4 @@ def check_batch_input(data: str) -> str:
 
 def batch_input_type(data: str) -> Literal["uri_folder", "uri_file"]:
     """A local file is scored as ``uri_file``; a folder, an asset or a URI as ``uri_folder``."""
-    from amlkit.references import is_local_path
-
     return "uri_file" if is_local_path(data) and Path(data).expanduser().is_file() else "uri_folder"

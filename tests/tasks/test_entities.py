@@ -120,12 +120,3 @@ def test_a_batch_deployment_and_its_endpoint_serialize_as_azure_takes_them():
     assert endpoint._to_rest_batch_endpoint(location="westeurope").properties.defaults.deployment_name == "classifier"
     assert default_deployment_of(endpoint) == "classifier"
 
-
-def test_a_batch_job_s_predictions_file_is_read_with_or_without_a_header(tmp_path):
-    from tasks.batch import read_predictions
-
-    (tmp_path / "azure.csv").write_text("0,1,/mnt/inputs/patient-data-0.csv\n1,0,/mnt/inputs/patient-data-0.csv\n")
-    (tmp_path / "header.csv").write_text("row,prediction,file\n0,1,patient-data-3.csv\n")
-    assert read_predictions(tmp_path / "azure.csv") == [
-        {"file": "patient-data-0.csv", "row": "0", "prediction": "1"}, {"file": "patient-data-0.csv", "row": "1", "prediction": "0"}]
-    assert read_predictions(tmp_path / "header.csv") == [{"file": "patient-data-3.csv", "row": "0", "prediction": "1"}]
