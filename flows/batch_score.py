@@ -12,6 +12,8 @@ finds its registration, so it never scores twice or registers twice.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow, get_run_logger
 from pydantic import Field, field_validator
 
@@ -58,6 +60,7 @@ class BatchScoreParameters(FlowParameters):
     timeout: int = Field(300, ge=1, description="Seconds a mini-batch may take before it is tried again")
     error_threshold: int = Field(-1, ge=-1, description="Failed files tolerated before the job fails; -1 tolerates any (they are reported)")
     output_file_name: str = Field("predictions.csv", description="The file the job writes the predictions to")
+    logging_level: Literal["debug", "info", "warning"] = Field("info", description="What the job logs: warning (failures, retries, the summary), info (each mini-batch too) or debug")
     predictions_name: str = Field("diabetes-predictions", description="Name of the data asset the predictions are registered as, a version per run")
     output_folder: str = Field("batch_predictions", description="Where the predictions are downloaded, a folder per job")
     timeout_minutes: float = Field(30, gt=0, description="The job is canceled if it runs longer")
@@ -77,7 +80,7 @@ class BatchScoreParameters(FlowParameters):
             name=self.deployment_name, endpoint_name=self.endpoint_name, model=model, compute=self.compute,
             instance_count=self.instance_count, max_concurrency_per_instance=self.max_concurrency_per_instance,
             mini_batch_size=self.mini_batch_size, max_retries=self.max_retries, timeout=self.timeout,
-            error_threshold=self.error_threshold, output_file_name=self.output_file_name,
+            error_threshold=self.error_threshold, output_file_name=self.output_file_name, logging_level=self.logging_level,
         )
 
 
