@@ -118,6 +118,7 @@ EXPERIMENT = NameRule(
 )
 ENDPOINT = replace(COMPUTE, kind="Online endpoint", min_length=3, max_length=32)
 DEPLOYMENT = replace(ENDPOINT, kind="Deployment")
+BATCH_ENDPOINT = replace(ENDPOINT, kind="Batch endpoint")
 #: a job's name follows the experiment's rule (both name folders and runs of the MLflow store)
 JOB = replace(EXPERIMENT, kind="Job")
 DATASTORE = NameRule(

@@ -9,6 +9,12 @@ _ASSET_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?::(?P<version>[A-Za-z0-9_
 _DATASTORE_URI = re.compile(r"^azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+/)?datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$", re.IGNORECASE)
 _JOB_ARTIFACT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/artifacts/paths/(?P<path>.*)$")
 _JOB_OUTPUT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)/?(?P<path>.*)$")
+#: An asset's ARM id, what ``data.id`` / ``model.id`` hold (Azure's SDK sometimes puts ``azureml:`` before it)
+_ARM_ASSET_ID = re.compile(
+    r"^(?:azureml:)?/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/"
+    r"[^/]+/(?P<kind>data|models)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,12 @@ def parse_asset_reference(value: str, *, require_prefix: bool = True) -> AssetRe
     if not match:
         return None
     return AssetReference(match["name"], match["version"], match["label"])
+
+
+def reference_of_asset_id(value: str) -> str | None:
+    """``azureml:name:version`` for an asset's ARM id (``Input(path=data.id)``); None for anything else."""
+    match = _ARM_ASSET_ID.match(value)
+    return f"azureml:{match['name']}:{match['version']}" if match else None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from typing import Any
 
 from azure.ai.ml.entities import (
     AmlCompute,
+    BatchDeployment,
+    BatchEndpoint,
     Component,
     Data,
     Datastore,
@@ -20,6 +22,8 @@ from azure.ai.ml.entities import (
 
 from localml.errors import UnsupportedFeatureError
 from localml.faults import FaultInjector
+from localml.operations.batch_deployments import BatchDeploymentOperations
+from localml.operations.batch_endpoints import BatchEndpointOperations
 from localml.operations.components import ComponentOperations
 from localml.operations.compute import ComputeOperations
 from localml.operations.data import DataOperations
@@ -37,13 +41,13 @@ from localml.workspace import LocalWorkspace
 ROOT_ENV_VAR = "LOCALML_ROOT"
 #: MLClient operation groups localml does not serve yet: using one says so instead of an AttributeError.
 NOT_YET_SERVED = frozenset({
-    "batch_endpoints", "batch_deployments",
     "schedules", "registries", "feature_stores", "feature_sets", "connections", "serverless_endpoints",
     "marketplace_subscriptions", "indexes", "evaluators", "capability_hosts",
 })
 #: What a workspace serves and a registry does not.
 WORKSPACE_ONLY = frozenset({
     "workspaces", "datastores", "data", "models", "environments", "compute", "jobs", "online_endpoints", "online_deployments",
+    "batch_endpoints", "batch_deployments",
 })
 DEFAULT_ROOT = ".localml"
 
@@ -78,7 +82,11 @@ class LocalMLClient:
         self.models = faults.wrap("models", models)
         self.environments = faults.wrap("environments", environments)
         self.compute = faults.wrap("compute", compute)
-        self.jobs = faults.wrap("jobs", JobOperations(self._workspace, data, models, environments, compute, components))
+        jobs = JobOperations(self._workspace, data, models, environments, compute, components)
+        self.jobs = faults.wrap("jobs", jobs)
+        batch_deployments = BatchDeploymentOperations(self._workspace, models, environments, compute)
+        self.batch_deployments = faults.wrap("batch_deployments", batch_deployments)
+        self.batch_endpoints = faults.wrap("batch_endpoints", BatchEndpointOperations(self._workspace, batch_deployments, jobs))
         supervisor = Supervisor(self._workspace)
         endpoints = OnlineEndpointOperations(self._workspace, supervisor)
         self.online_endpoints = faults.wrap("online_endpoints", endpoints)
@@ -118,6 +126,10 @@ class LocalMLClient:
             return self.online_endpoints.begin_create_or_update(entity, **kwargs)
         if isinstance(entity, OnlineDeployment):
             return self.online_deployments.begin_create_or_update(entity, **kwargs)
+        if isinstance(entity, BatchEndpoint):
+            return self.batch_endpoints.begin_create_or_update(entity, **kwargs)
+        if isinstance(entity, BatchDeployment):
+            return self.batch_deployments.begin_create_or_update(entity, **kwargs)
         raise UnsupportedFeatureError(f"begin_create_or_update of {type(entity).__name__}")
 
     def __getattr__(self, name: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from azure.ai.ml import Input, Output
 
-from amlkit.references import parse_asset_reference, parse_azureml_uri
+from amlkit.references import parse_asset_reference, parse_azureml_uri, reference_of_asset_id
 from localml.errors import LocalMLValidationError
 from localml.operations.data import DATA_TYPES, check_local_data
 from localml.operations.models import MODEL_TYPES
@@ -61,6 +61,7 @@ def resolve_input(workspace, assets: dict, job_name: str, key: str, value: Any) 
     path = str(value.path or "")
     if not path:
         raise LocalMLValidationError(f"Input '{key}' of job '{job_name}' has no path.")
+    path = reference_of_asset_id(path) or path  # Input(path=data.id), as Azure's samples write it
     what = f"Input '{key}' of job '{job_name}'"
     if parse_asset_reference(path) is None and not Path(path).expanduser().exists() and parse_asset_reference(path, require_prefix=False):
         path = f"azureml:{path}"  # the SDK's YAML loader drops the azureml: prefix of an asset reference (name:version)

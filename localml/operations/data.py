@@ -49,7 +49,10 @@ class DataOperations(VersionedAssetOperations):
         return path
 
     def _to_entity(self, record: dict) -> Data:
-        return Data(**file_asset_fields(record))
+        # the ARM id Azure gives a version, which samples pass as an input's path (Input(path=data.id))
+        arm_id = (f"/subscriptions/local/resourceGroups/local/providers/Microsoft.MachineLearningServices/workspaces/"
+                  f"{self._workspace.name}/data/{record['name']}/versions/{record['version']}")
+        return Data(**file_asset_fields(record), id=arm_id)
 
     def local_path(self, reference: str) -> Path:
         """The local file or folder behind a data reference (``azureml:name:version``, a URI or a path)."""

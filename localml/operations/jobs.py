@@ -90,7 +90,12 @@ class JobOperations:
         """Submit a child of ``parent``: a sweep's trial or a pipeline's node (localml's own use: Azure's services do this)."""
         return self.get(self._submit(job, parent=parent))
 
-    def _submit(self, job: Job, parent: str | None = None) -> str:
+    def submit_batch(self, job: CommandJob, record: dict) -> Job:
+        """Submit the job a batch endpoint's invoke starts (localml's own use: Azure's service does this); ``record``
+        joins what its runner reads: the endpoint and deployment, and the summary its driver reports."""
+        return self.get(self._submit(job, extra_record=record))
+
+    def _submit(self, job: Job, parent: str | None = None, extra_record: dict | None = None) -> str:
         job.name = job.name or _generated_name()
         names.JOB.check(job.name)
         # the experiment names a folder of the MLflow store (<root>/mlartifacts/<name>): checked before it is made
@@ -98,6 +103,7 @@ class JobOperations:
         if self._catalog.get_job(job.name) is not None:  # an early answer, before any upload; insert_job decides
             raise _job_exists(job.name)
         spec, record = self._prepare(job)
+        record.update(extra_record or {})
         # the experiment, not the run: a submitter that loses the race below must leave nothing of the job behind
         record["experiment_id"] = self._workspace.tracking.experiment_id(job.experiment_name)
         # a sweep's or pipeline's own process only schedules its children, so it takes no instance of the compute

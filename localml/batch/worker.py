@@ -1,0 +1,161 @@
+"""One worker of a batch job: ``python -m localml.batch.worker <worker.json> <reply fd>``, started by the driver.
+
+It loads the model once (an MLflow model, or a scoring script's ``init()``), then scores the mini-batches the
+driver sends on stdin, one JSON line each: ``{"id": 3, "files": [...], "part": "<path>"}``. For each it writes the
+mini-batch's output rows to ``part`` (whole or not at all, so a retried mini-batch never leaves half its rows)
+and answers on the reply pipe: ``{"id": 3, "ok": true, "rows": 200}`` or ``{"id": 3, "ok": false, "error": "..."}``.
+The first answer says whether loading worked: ``{"ready": true}`` or ``{"ready": false, "error": "..."}``.
+Its stdout and stderr are the job's log, so a scoring script's prints and tracebacks land there.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+#: The files an MLflow deployment reads, as Azure's MLflow batch scoring does
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+class BadFile(Exception):
+    """A file the model cannot score; the message names the file, what is wrong and what the model expects."""
+
+
+def read_table(path: Path):
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    raise BadFile(f"{path.name}: MLflow batch deployments read CSV and parquet files, not '{suffix or path.name}'. "
+                  "Keep only those in the input folder, or deploy with a scoring script that reads this type.")
+
+
+class MlflowScorer:
+    """An MLflow model scored file by file; each output row is ``row,prediction,file`` (Azure's append_row layout)."""
+
+    def __init__(self, model_dir: str):
+        import mlflow.pyfunc
+
+        from localml.serving.host import use_one_thread  # the host module imports only the standard library
+
+        self.pyfunc = mlflow.pyfunc.load_model(model_dir)
+        try:
+            use_one_thread(self.pyfunc.get_raw_model())  # concurrency comes from the workers, as on Azure
+        except NotImplementedError:
+            pass
+        schema = self.pyfunc.metadata.get_input_schema()
+        named = schema is not None and not schema.is_tensor_spec() and all(spec.name for spec in schema.inputs)
+        self.columns = [spec.name for spec in schema.inputs] if named else None
+        self.required = [spec.name for spec in schema.inputs if getattr(spec, "required", True)] if named else None
+
+    def score(self, files: list[str]) -> tuple[list[list[Any]], int]:
+        rows = []
+        for file in files:
+            frame = self._checked(Path(file), read_table(Path(file)))
+            values = prediction_values(self.pyfunc.predict(frame))
+            rows += [[number, value, Path(file).name] for number, value in enumerate(values)]
+        return rows, len(rows)
+
+    def _checked(self, path: Path, frame):
+        """The file's columns as the model's signature names them; BadFile naming the missing and extra ones."""
+        if not self.columns:
+            return frame
+        missing = [name for name in self.required if name not in frame.columns]
+        extra = [str(name) for name in frame.columns if name not in self.columns]
+        if missing:
+            raise BadFile(f"{path.name} lacks the column(s) {', '.join(missing)}"
+                          + (f" and has column(s) the model does not know: {', '.join(extra)}" if extra else "")
+                          + f"; the model expects the columns {', '.join(self.columns)}.")
+        if extra:
+            print(f"[batch] {path.name}: column(s) {', '.join(extra)} are not in the model's signature and are ignored.", flush=True)
+        return frame[[name for name in self.columns if name in frame.columns]]
+
+
+def prediction_values(predictions: Any) -> list:
+    """One value per input row: a column's values, or each row's values as a list when the model answers several."""
+    if hasattr(predictions, "columns"):  # a DataFrame
+        return predictions.iloc[:, 0].tolist() if len(predictions.columns) == 1 else predictions.values.tolist()
+    return predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+
+
+class ScriptScorer:
+    """A batch ``score.py``: ``init()`` once, then ``run(mini_batch)`` with the mini-batch's file paths; it returns
+    a list (one output row per item) or a pandas DataFrame (one output row per row)."""
+
+    def __init__(self, code_dir: str, scoring_script: str):
+        path = os.path.join(code_dir, scoring_script)
+        sys.path.insert(0, code_dir)
+        spec = importlib.util.spec_from_file_location("entry_module", path)
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        for function in ("init", "run"):
+            if not callable(getattr(script, function, None)):
+                raise AttributeError(f"The scoring script {scoring_script} defines no {function}() function: a batch "
+                                     "deployment calls init() once per worker, then run(mini_batch) for each mini-batch.")
+        self.run = script.run
+        script.init()
+
+    def score(self, files: list[str]) -> tuple[list[list[Any]], int]:
+        result = self.run(list(files))
+        if hasattr(result, "itertuples"):  # a DataFrame: its rows, without header or index
+            return [list(row) for row in result.itertuples(index=False)], len(result)
+        if not isinstance(result, (list, tuple)):
+            raise TypeError(f"run() returned a {type(result).__name__}; a batch scoring script returns a list or a pandas "
+                            "DataFrame, one item or row per scored input.")
+        return [list(item) if isinstance(item, (list, tuple)) else [item] for item in result], len(result)
+
+
+def write_part(path: Path, rows: list[list[Any]]) -> None:
+    """The mini-batch's rows as CSV lines, written whole or not at all."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text.getvalue())
+    os.replace(partial, path)
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(Path(argv[0]).read_text())
+    replies = os.fdopen(int(argv[1]), "w", buffering=1)
+
+    def reply(**message: Any) -> None:
+        replies.write(json.dumps(message, default=str) + "\n")
+        replies.flush()
+
+    try:
+        if config["model_kind"] == "custom":
+            scorer = ScriptScorer(config["code_dir"], config["scoring_script"])
+        else:
+            scorer = MlflowScorer(config["model_dir"])
+    except Exception as error:
+        traceback.print_exc()
+        reply(ready=False, error=f"{type(error).__name__}: {error}")
+        return 1
+    reply(ready=True)
+    for line in sys.stdin:
+        task = json.loads(line)
+        try:
+            rows, count = scorer.score(task["files"])
+            if task["part"]:
+                write_part(Path(task["part"]), rows)
+            reply(id=task["id"], ok=True, rows=count)
+        except Exception as error:
+            if not isinstance(error, BadFile):
+                traceback.print_exc()
+            reply(id=task["id"], ok=False, error=f"{type(error).__name__}: {error}")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
