@@ -60,7 +60,7 @@ def write_files(folder: Path, files: int, rows: int) -> None:
 
 def train_model(scratch: Path) -> Path:
     model = scratch / "model"
-    environment = {**os.environ, "MLFLOW_TRACKING_URI": (scratch / "mlruns").as_uri()}
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}"}
     subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--training_data", str(DIABETES_CSV), "--model_dir", str(model)],
                    cwd=scratch, env=environment, check=True, stdout=subprocess.DEVNULL)
     return model
