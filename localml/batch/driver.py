@@ -244,4 +244,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The job ends when this process does: tearing down an interpreter holding MLflow, pandas and scikit-learn
+    # costs about 0.1 s, for nothing (the workers are reaped, the files closed, the summary written)
+    os._exit(status)
