@@ -99,30 +99,8 @@ def build_review(
     max_test_rows: int = 5000,
 ) -> Review:
     """Check the inputs of a review and load its model; every mistake is reported before any insight runs."""
-    if task not in TASKS:
-        raise SpecError(f"task_type '{task}' is not supported; use one of: {', '.join(TASKS)}.")
-    for name, frame in (("training", train), ("test", test)):
-        if target not in frame.columns:
-            raise SpecError(
-                f"Target column '{target}' is missing from the {name} data; its columns are: {', '.join(map(str, frame.columns))}."
-            )
-        if frame.empty:
-            raise SpecError(f"The {name} data has no rows.")
-    if sorted(train.columns) != sorted(test.columns):
-        raise SpecError(
-            f"The training and test data have different columns: {sorted(train.columns)} against {sorted(test.columns)}."
-        )
-    features = [c for c in test.columns if c != target]
-    expected = model_inputs(Path(model_path))
-    if expected is not None and sorted(expected) != sorted(features):
-        missing, extra = sorted(set(expected) - set(features)), sorted(set(features) - set(expected))
-        raise SpecError(
-            f"The model's signature does not match the data: the model takes {expected}; "
-            + (f"the data lacks {missing}" if missing else "")
-            + ("; " if missing and extra else "")
-            + (f"the data has columns the model does not take: {extra} (drop them)" if extra else "")
-            + ". Review the model with the data it was trained on."
-        )
+    _check_frames(train, test, target, task)
+    _check_signature(Path(model_path), [c for c in test.columns if c != target])
     model = load_model(Path(model_path))
     if task == "classification" and not hasattr(model, "predict_proba"):
         raise SpecError(
@@ -140,6 +118,37 @@ def build_review(
     )
     review.check_features(review.categorical, "Categorical column")
     return review
+
+
+def _check_frames(train: pd.DataFrame, test: pd.DataFrame, target: str, task: str) -> None:
+    if task not in TASKS:
+        raise SpecError(f"task_type '{task}' is not supported; use one of: {', '.join(TASKS)}.")
+    for name, frame in (("training", train), ("test", test)):
+        if target not in frame.columns:
+            raise SpecError(
+                f"Target column '{target}' is missing from the {name} data; its columns are: {', '.join(map(str, frame.columns))}."
+            )
+        if frame.empty:
+            raise SpecError(f"The {name} data has no rows.")
+    if sorted(train.columns) != sorted(test.columns):
+        raise SpecError(
+            f"The training and test data have different columns: {sorted(train.columns)} against {sorted(test.columns)}."
+        )
+
+
+def _check_signature(model_path: Path, features: list[str]) -> None:
+    """The model's signature names the data's features, no more and no fewer (a model without one is taken as is)."""
+    expected = model_inputs(model_path)
+    if expected is None or sorted(expected) == sorted(features):
+        return
+    missing, extra = sorted(set(expected) - set(features)), sorted(set(features) - set(expected))
+    raise SpecError(
+        f"The model's signature does not match the data: the model takes {expected}; "
+        + (f"the data lacks {missing}" if missing else "")
+        + ("; " if missing and extra else "")
+        + (f"the data has columns the model does not take: {extra} (drop them)" if extra else "")
+        + ". Review the model with the data it was trained on."
+    )
 
 
 def model_metrics(review: Review) -> dict[str, float]:

@@ -139,6 +139,14 @@ def parse_sampling(value: Any) -> tuple[str, int | None]:
         return "random", None
     if isinstance(value, str):
         return _sampling_name(value), None
+    fields = _sampling_fields(value)
+    name = _with_rule(_sampling_name(fields.get("type")), fields.get("rule"))
+    _check_logbase(fields.get("logbase"))
+    return name, _checked_seed(fields.get("seed"))
+
+
+def _sampling_fields(value: Any) -> Mapping:
+    """The dict form of a sampling algorithm given as a dict or an SDK object, with only the fields localml knows."""
     if not isinstance(value, Mapping):
         if not hasattr(value, "type"):
             raise SpecError(
@@ -152,32 +160,39 @@ def parse_sampling(value: Any) -> tuple[str, int | None]:
             f"the sampling_algorithm field(s) {', '.join(map(repr, unknown))}",
             "Known fields: type, seed, rule, logbase.",
         )
-    name = _sampling_name(value.get("type"))
-    rule = value.get("rule")
-    if rule is not None:
-        rule = str(rule).strip().lower()
-        if name != "random":
-            raise SpecError(
-                f"sampling_algorithm rule={rule!r} applies to random sampling only, but the type is {name!r}. "
-                "Use RandomSamplingAlgorithm(rule=...) or remove the rule."
-            )
-        if rule == "sobol":
-            name = "sobol"
-        elif rule != "random":
-            raise UnsupportedFeatureError(f"the random sampling rule {rule!r}", "Use rule='random' or rule='sobol'.")
-    logbase = value.get("logbase")
+    return value
+
+
+def _with_rule(name: str, rule: Any) -> str:
+    """Random sampling's ``rule``: ``"sobol"`` makes it Sobol sampling; other types take no rule."""
+    if rule is None:
+        return name
+    rule = str(rule).strip().lower()
+    if name != "random":
+        raise SpecError(
+            f"sampling_algorithm rule={rule!r} applies to random sampling only, but the type is {name!r}. "
+            "Use RandomSamplingAlgorithm(rule=...) or remove the rule."
+        )
+    if rule not in ("random", "sobol"):
+        raise UnsupportedFeatureError(f"the random sampling rule {rule!r}", "Use rule='random' or rule='sobol'.")
+    return rule
+
+
+def _check_logbase(logbase: Any) -> None:
     if logbase is not None and not _is_e(logbase):
         raise UnsupportedFeatureError(
             f"random sampling with logbase={logbase!r}",
             "localml's LogUniform and LogNormal use the natural logarithm (Azure's default); "
             "remove logbase or set it to 'e', and give log bounds as natural logs.",
         )
-    seed = value.get("seed")
-    if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32):
-        raise SpecError(
-            f"sampling_algorithm seed must be a whole number from 0 to 2**32 - 1, got {seed!r}."
-        )
-    return name, None if seed is None else int(seed)
+
+
+def _checked_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise SpecError(f"sampling_algorithm seed must be a whole number from 0 to 2**32 - 1, got {seed!r}.")
+    return int(seed)
 
 
 def _is_e(value: Any) -> bool:

@@ -1,10 +1,10 @@
 """Batch endpoints on localml: a deployment's settings kept in the catalog, and the job an ``invoke`` starts.
 
 The job is localml's driver (``python -m localml.batch.driver``, ``driver.py``), which splits the input folder's
-files into mini-batches and hands them to worker processes (``worker.py``), each loading the model once. The
-driver and workers run in the deployment's environment (a venv built from its conda spec, or localml's own
-interpreter for a curated one), so they import only the standard library and what the model needs: never the
-Azure SDK, which such a venv need not hold (``submit.py`` runs in the caller and may).
+files into mini-batches and hands them to worker processes it forks (``pool.py``, ``worker.py``) after loading the
+model once. The driver and workers run in the deployment's environment (a venv built from its conda spec, or
+localml's own interpreter for a curated one), so they import only the standard library and what the model needs:
+never the Azure SDK, which such a venv need not hold (``submit.py`` runs in the caller and may).
 
 Rows of the catalog (``Catalog.put_resource``): ``batch_endpoint`` by endpoint name; ``batch_deployment`` by
 ``<endpoint>/<deployment>``, deployment names compared in lower case as Azure compares them.

@@ -1,11 +1,12 @@
-"""One worker of a batch job: ``python -m localml.batch.worker <worker.json> <reply fd>``, started by the driver.
+"""What a batch job's worker does: score the mini-batches the driver sends, one at a time (``serve``).
 
-It loads the model once (an MLflow model, or a scoring script's ``init()``), then scores the mini-batches the
-driver sends on stdin, one JSON line each: ``{"id": 3, "files": [...], "part": "<path>"}``. For each it writes the
-mini-batch's output rows to ``part`` (whole or not at all, so a retried mini-batch never leaves half its rows)
-and answers on the reply pipe: ``{"id": 3, "ok": true, "rows": 200}`` or ``{"id": 3, "ok": false, "error": "..."}``.
-The first answer says whether loading worked: ``{"ready": true}`` or ``{"ready": false, "error": "..."}``.
-Its stdout and stderr are the job's log, so a scoring script's prints and tracebacks land there.
+Workers are forked by the driver (``pool.py``). An MLflow model is loaded once, by the driver, before it forks,
+so each worker starts with it; a scoring script's ``init()`` runs in each worker, as on Azure. The worker reads
+one JSON line per mini-batch from its task pipe: ``{"id": 3, "files": [...], "part": "<path>"}``. For each it
+writes the mini-batch's output rows to ``part`` (whole or not at all, so a retried mini-batch never leaves half
+its rows) and answers on its reply pipe: ``{"id": 3, "ok": true, "rows": 200}`` or ``{"id": 3, "ok": false,
+"error": "..."}``. The first answer says whether loading worked: ``{"ready": true}`` or ``{"ready": false,
+"error": "..."}``. Its stdout and stderr are the job's log, so a scoring script's prints and tracebacks land there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 #: The files an MLflow deployment reads, as Azure's MLflow batch scoring does
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -124,25 +125,32 @@ def write_part(path: Path, rows: list[list[Any]]) -> None:
     os.replace(partial, path)
 
 
-def main(argv: list[str]) -> int:
-    config = json.loads(Path(argv[0]).read_text())
-    replies = os.fdopen(int(argv[1]), "w", buffering=1)
+def load(config: dict) -> Callable[[], Any]:
+    """What makes a worker's scorer: an MLflow model is loaded now, once, for every worker forked after (so each
+    starts with it, copy-on-write); a scoring script is only imported and its ``init()`` run in each worker."""
+    if config["model_kind"] == "custom":
+        return lambda: ScriptScorer(config["code_dir"], config["scoring_script"])
+    scorer = MlflowScorer(config["model_dir"])
+    return lambda: scorer
+
+
+def serve(make_scorer: Callable[[], Any], tasks: int, replies: int) -> int:
+    """A forked worker's life: make its scorer, say whether that worked, then score each task until the driver
+    closes the task pipe; the exit status."""
+    answers = os.fdopen(replies, "w", buffering=1)
 
     def reply(**message: Any) -> None:
-        replies.write(json.dumps(message, default=str) + "\n")
-        replies.flush()
+        answers.write(json.dumps(message, default=str) + "\n")
+        answers.flush()
 
     try:
-        if config["model_kind"] == "custom":
-            scorer = ScriptScorer(config["code_dir"], config["scoring_script"])
-        else:
-            scorer = MlflowScorer(config["model_dir"])
+        scorer = make_scorer()
     except Exception as error:
         traceback.print_exc()
         reply(ready=False, error=f"{type(error).__name__}: {error}")
         return 1
     reply(ready=True)
-    for line in sys.stdin:
+    for line in os.fdopen(tasks, "r"):
         task = json.loads(line)
         try:
             rows, count = scorer.score(task["files"])
@@ -153,9 +161,5 @@ def main(argv: list[str]) -> int:
             if not isinstance(error, BadFile):
                 traceback.print_exc()
             reply(id=task["id"], ok=False, error=f"{type(error).__name__}: {error}")
-        sys.stdout.flush()
+        sys.stdout.flush()  # the script's prints reach the job's log with their mini-batch
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -143,6 +143,7 @@ def test_the_first_deploy_serves_on_blue_and_a_re_run_with_the_same_model_does_n
     assert [d.name for d in workspace.online_deployments.list(ENDPOINT)] == ["blue"]
 
 
+@pytest.mark.slow  # (CI runs it) a whole rollout under live traffic: about 30 s; the e2e drift loop rolls out too
 def test_a_good_model_rolls_out_step_by_step_while_the_client_sees_no_failed_request(workspace):
     deploy(params())
     client = Client(workspace)

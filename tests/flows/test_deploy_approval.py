@@ -130,7 +130,7 @@ def form(run) -> tuple[dict, str]:
     return read_flow_run_input(keyset["schema"], flow_run_id=run.id), read_flow_run_input(keyset["description"], flow_run_id=run.id)
 
 
-@pytest.mark.slow  # (CI runs it) the approved case, in the default suite, pauses and resumes the same way
+@pytest.mark.slow  # (CI runs it) each pauses a rollout for a person's answer: 20-30 s; the e2e UI test approves one
 def test_a_rejected_rollout_is_rolled_back_with_the_person_s_note_in_the_error(workspace, rollout):
     thread = rollout()
     run = thread.paused()
@@ -151,6 +151,7 @@ def test_a_rollout_nobody_approves_in_time_is_rolled_back(workspace, rollout):
     _assert_rolled_back(workspace, thread)
 
 
+@pytest.mark.slow
 def test_an_approved_rollout_pauses_with_the_smoke_test_and_mirror_figures_and_then_takes_all_traffic(workspace, rollout):
     thread = rollout()
     run = thread.paused()
