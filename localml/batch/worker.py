@@ -12,7 +12,6 @@ its rows) and answers on its reply pipe: ``{"id": 3, "ok": true, "rows": 200}`` 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -20,6 +19,8 @@ import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
+
+from localml.serving.host import load_scoring_script, use_one_thread  # the host module imports only the standard library
 
 #: The files an MLflow deployment reads, as Azure's MLflow batch scoring does
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -46,8 +47,6 @@ class MlflowScorer:
 
     def __init__(self, model_dir: str):
         import mlflow.pyfunc
-
-        from localml.serving.host import use_one_thread  # the host module imports only the standard library
 
         self.pyfunc = mlflow.pyfunc.load_model(model_dir)
         try:
@@ -94,15 +93,8 @@ class ScriptScorer:
     a list (one output row per item) or a pandas DataFrame (one output row per row)."""
 
     def __init__(self, code_dir: str, scoring_script: str):
-        path = os.path.join(code_dir, scoring_script)
-        sys.path.insert(0, code_dir)
-        spec = importlib.util.spec_from_file_location("entry_module", path)
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-        for function in ("init", "run"):
-            if not callable(getattr(script, function, None)):
-                raise AttributeError(f"The scoring script {scoring_script} defines no {function}() function: a batch "
-                                     "deployment calls init() once per worker, then run(mini_batch) for each mini-batch.")
+        script = load_scoring_script(code_dir, scoring_script,
+                                     "a batch deployment calls init() once per worker, then run(mini_batch) for each mini-batch.")
         self.run = script.run
         script.init()
 

@@ -391,6 +391,22 @@ class MlflowModel:
 # --------------------------------------------------------------------------------------------------- custom models
 
 
+def load_scoring_script(code_dir: str, scoring_script: str, calls: str) -> Any:
+    """The scoring script as a module, checked to define ``init()`` and ``run()`` (``calls`` says how they are called)."""
+    path = os.path.join(code_dir, scoring_script)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No scoring script {scoring_script!r} in {code_dir}: code_configuration.scoring_script "
+                                "names a file of code_configuration.code.")
+    sys.path.append(code_dir)  # the script imports its sibling modules, as on Azure
+    module_spec = importlib.util.spec_from_file_location("entry_module", path)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    for function in ("init", "run"):
+        if not callable(getattr(script, function, None)):
+            raise AttributeError(f"The scoring script {scoring_script} defines no {function}() function: {calls}")
+    return script
+
+
 class ScoringScript:
     """A ``score.py`` with ``init()`` and ``run(raw_data)``, called as Azure's inference server calls them
     (``azureml-inference-server-http``): the script loaded by path as ``entry_module`` with its folder on sys.path,
@@ -398,18 +414,7 @@ class ScoringScript:
     value sent as JSON, errors as ``{"message": ...}``."""
 
     def __init__(self, code_dir: str, scoring_script: str, spec: Spec):
-        path = os.path.join(code_dir, scoring_script)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"No scoring script {scoring_script!r} in {code_dir}: code_configuration.scoring_script "
-                                    "names a file of code_configuration.code.")
-        sys.path.append(code_dir)
-        module_spec = importlib.util.spec_from_file_location("entry_module", path)
-        script = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(script)
-        for function in ("init", "run"):
-            if not callable(getattr(script, function, None)):
-                raise AttributeError(f"The scoring script {path} defines no {function}() function: Azure calls init() "
-                                     "once, then run(raw_data) for each request.")
+        script = load_scoring_script(code_dir, scoring_script, "Azure calls init() once, then run(raw_data) for each request.")
         self.run = script.run
         self.takes_headers = "request_headers" in inspect.signature(script.run).parameters
         self.openapi = openapi_document(spec, {"type": "object"}, None)
