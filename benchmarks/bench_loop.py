@@ -96,7 +96,8 @@ class Client(threading.Thread):
                     answer.read()
                     self.answers.append((time.monotonic(), answer.status, answer.headers.get("azureml-model-deployment")))
             except urllib.error.HTTPError as error:
-                self.answers.append((time.monotonic(), error.code, error.headers.get("azureml-model-deployment")))
+                with error:  # it holds the connection
+                    self.answers.append((time.monotonic(), error.code, error.headers.get("azureml-model-deployment")))
             except OSError:
                 self.answers.append((time.monotonic(), 0, None))
             sent += 1

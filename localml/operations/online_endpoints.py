@@ -158,7 +158,8 @@ class OnlineEndpointOperations:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.read().decode("utf-8")
         except urllib.error.HTTPError as response:
-            raise _response_error(response.code, response.reason, response.read()) from None
+            with response:  # the error holds the connection: closed now, not whenever it is collected
+                raise _response_error(response.code, response.reason, response.read()) from None
 
     # -- delete ------------------------------------------------------------------------------
     def begin_delete(self, name: str | None = None, *, local: bool = False) -> DonePoller:

@@ -197,4 +197,5 @@ def score(scoring_uri: str, key: str, rows: pd.DataFrame) -> tuple[list, str]:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.loads(answer.read()), answer.headers["azureml-model-deployment"]
     except urllib.error.HTTPError as error:
-        pytest.fail(f"the endpoint answered {error.code}: {error.read()[:1000]!r}")
+        with error:  # it holds the connection
+            pytest.fail(f"the endpoint answered {error.code}: {error.read()[:1000]!r}")

@@ -112,7 +112,8 @@ class Client(threading.Thread):
                 with urllib.request.urlopen(request, timeout=10) as answer:
                     self.statuses[answer.status] += 1
             except urllib.error.HTTPError as error:
-                self.statuses[error.code] += 1
+                with error:  # it holds the connection
+                    self.statuses[error.code] += 1
             sent += 1
             time.sleep(0.03)
 

@@ -154,7 +154,8 @@ def post(url, body: bytes, key: str | None, deployment: str | None = None) -> tu
         with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers, method="POST"), timeout=30) as answer:
             return answer.status, answer.read()
     except urllib.error.HTTPError as answer:
-        return answer.code, answer.read()
+        with answer:  # it holds the connection
+            return answer.code, answer.read()
 
 
 def deploy_greeter(ml_client, name, tmp_path, **fields) -> ManagedOnlineDeployment:
