@@ -25,8 +25,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from amlkit.batch import files_to_score
 from amlkit.hashing import content_hash
-from amlkit.references import is_local_path, parse_asset_reference
+from amlkit.references import is_local_path
+from tasks.data import check_data_reference
 from tasks.endpoints import DEPLOYMENT_FINGERPRINT_TAG
 from tasks.registration import FINGERPRINT_TAG, fingerprint, register_once
 from tasks.retries import TRANSIENT_RETRIES, TransientFaultError, is_transient
@@ -396,9 +398,10 @@ def check_batch_input(data: str) -> str:
         ```
     """
     if data.startswith("azureml:") and not data.startswith("azureml://"):
-        if parse_asset_reference(data) is None:
-            raise ValueError(f"'{data}' is not a data asset reference: use azureml:<name>:<version> or azureml:<name>@latest, "
-                             "or a local folder of files to score.")
+        try:
+            check_data_reference(data)
+        except ValueError as error:
+            raise ValueError(f"{error} Or give a local folder of files to score.") from None
         return data
     if not is_local_path(data):
         return data
@@ -406,8 +409,7 @@ def check_batch_input(data: str) -> str:
     if not path.exists():
         raise ValueError(f"Data path '{data}' does not exist (looked in {Path.cwd()}). Give a folder of files to score, "
                          "or azureml:<name>:<version>.")
-    if path.is_dir() and not any(f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
-                                 for f in path.rglob("*")):  # hidden files and folders are not scored
+    if path.is_dir() and not files_to_score(path):
         raise ValueError(f"Data folder '{data}' has no files to score. Put the files (CSV, one row per case) in it, "
                          "or give another folder.")
     return data

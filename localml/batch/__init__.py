@@ -12,8 +12,6 @@ Rows of the catalog (``Catalog.put_resource``): ``batch_endpoint`` by endpoint n
 
 from __future__ import annotations
 
-from pathlib import Path
-
 ENDPOINT_KIND = "batch_endpoint"
 DEPLOYMENT_KIND = "batch_deployment"
 
@@ -40,10 +38,3 @@ def save_endpoint(catalog, row: dict) -> None:
 
 def save_deployment(catalog, row: dict) -> None:
     catalog.put_resource(DEPLOYMENT_KIND, deployment_key(row["endpoint_name"], row["name"]), row)
-
-
-def input_files(path: Path, input_type: str = "uri_folder") -> list[Path]:
-    """The files a batch job scores, in a stable order: the file itself, or every file under the folder but hidden ones."""
-    if input_type == "uri_file":
-        return [path] if path.is_file() else []
-    return sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))

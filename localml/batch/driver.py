@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from localml.batch import input_files
+from amlkit.batch import files_to_score
 from localml.batch.output import SUMMARY_FILE, Outcome, assemble, count_rows, part_file, summarize
 from localml.batch.pool import Attempt, Worker, WorkerDied
 from localml.batch.worker import load
@@ -208,7 +208,7 @@ def main(argv: list[str]) -> int:
     global shown_level
     shown_level = LEVELS[config["logging_level"].lower()]
     source = Path(args.input)
-    files = [str(f) for f in input_files(source, "uri_file" if source.is_file() else "uri_folder")]
+    files = [str(f) for f in files_to_score(source, "uri_file" if source.is_file() else "uri_folder")]
     if not files:  # invoke checked the input had files; this one was emptied since
         print(f"BatchJobError: the input {source} holds no files to score.", flush=True)
         return 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from azure.ai.ml import Input, Output, command
 
 from amlkit import names
-from localml.batch import input_files
+from amlkit.batch import files_to_score
 from localml.errors import LocalMLValidationError
 from localml.execution.command import resolve_input
 
@@ -31,7 +31,7 @@ def submit(workspace, jobs, endpoint: dict, deployment: dict, key: str, data: In
     """Submit the scoring job of ``deployment`` (a catalog row) over ``data``; the submitted job."""
     name = names.JOB.check(job_name or f"batchjob-{uuid.uuid4()}")
     spec_input, local, input_type = resolve_input(workspace, jobs._assets, name, key, data)
-    files = input_files(Path(local), input_type)
+    files = files_to_score(Path(local), input_type)
     if not files:
         raise LocalMLValidationError(
             f"Input '{key}' of the invoke of batch endpoint '{endpoint['name']}' ({data.path}) holds no files to score: "
